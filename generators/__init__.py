@@ -1,0 +1,2 @@
+"""Generators: stages that make new records (seeds, InfinityMATH, MuggleMath, MathScale, RISE,
+formalization) and the LLM client they share."""

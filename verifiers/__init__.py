@@ -1,0 +1,1 @@
+"""Verifiers: sandboxed execution, answer equivalence, Lean checks, dedup/decontamination."""
