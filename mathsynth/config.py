@@ -189,7 +189,9 @@ def _from_env_only() -> dict[str, Any]:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"]) or "config"
-        raise ConfigError(f"invalid MATHSYNTH_ environment value for {loc}: {first['msg']}") from None
+        raise ConfigError(
+            f"invalid MATHSYNTH_ environment value for {loc}: {first['msg']}"
+        ) from None
     return full.model_dump(exclude_unset=True)
 
 

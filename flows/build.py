@@ -1,0 +1,227 @@
+"""The `build` Prefect flow: one task per batch, artifacts for the UI. Wiring only — the work
+itself is `mathsynth.pipeline.run_batch`.
+
+Resume is decided by the dataset's own manifest (catalog.duckdb), not by Prefect's result
+cache: the manifest travels with the output directory and cannot claim a batch is done when
+its shards were deleted (`--overwrite`, a moved directory, a wiped ~/.prefect).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from mathsynth.config import BuildConfig
+from mathsynth.errors import DatasetConflictError
+from mathsynth.pipeline import (
+    Batch,
+    BatchSummary,
+    BuildContext,
+    load_seeds,
+    open_context,
+    plan_batches,
+    run_batch,
+)
+from storage.catalog import CATALOG_NAME
+from storage.schemas import TABLES
+from storage.shards import clear_temp
+
+ProgressListener = Callable[[BatchSummary, int, int], None]
+_listeners: list[ProgressListener] = []
+_listeners_lock = threading.Lock()
+
+
+def add_progress_listener(listener: ProgressListener) -> Callable[[], None]:
+    """Call `listener(summary, done, total)` after each batch; returns an unsubscribe."""
+    with _listeners_lock:
+        _listeners.append(listener)
+    return lambda: _listeners.remove(listener)
+
+
+@task(name="build-batch", cache_policy=NO_CACHE, task_run_name="{generator}-batch-{number:05d}")
+def build_batch(
+    ctx: BuildContext, batch: Batch, done: set[int], generator: str, number: int
+) -> BatchSummary:
+    return run_batch(ctx, batch, done)
+
+
+def prepare_output(config: BuildConfig, overwrite: bool) -> Path:
+    """Check the output dir may receive this build; with --overwrite, clear the old dataset.
+
+    Failure modes: a non-empty directory that is not a mathsynth dataset, or one built from a
+    different config, raises DatasetConflictError unless `overwrite`.
+    """
+    out = config.out_dir
+    catalog = out / CATALOG_NAME
+    if out.exists() and any(out.iterdir()) and not catalog.exists() and not overwrite:
+        raise DatasetConflictError(
+            f"{out} is not empty and holds no mathsynth dataset; choose another --out "
+            "or pass --overwrite"
+        )
+    if overwrite and out.exists():
+        from storage.catalog import Catalog
+
+        stored = Catalog(out).stored_config_hash() if catalog.exists() else None
+        if stored != config.content_hash():
+            for table in TABLES:
+                shutil.rmtree(out / table, ignore_errors=True)
+            catalog.unlink(missing_ok=True)
+    return out
+
+
+@flow(name="mathsynth-build", log_prints=False)
+def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
+    """Build (or resume) the dataset described by `config`; returns the build summary."""
+    started = time.perf_counter()
+    try:
+        run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - outside a flow run (direct call in tests/bench)
+        run_id = uuid.uuid4().hex
+    prepare_output(config, overwrite)
+    ctx = open_context(config, run_id)
+    try:
+        ctx.catalog.init(config.content_hash(), config.effective(), overwrite)
+        clear_temp(ctx.out)
+        seeds, pre_rejected = load_seeds(config, ctx)
+        ctx.seeds = seeds
+        batches = plan_batches(config, seeds, pre_rejected)
+        done = ctx.catalog.finished_batches()
+        ctx.catalog.start_build(run_id, config.content_hash(), config.effective())
+        summaries = _run_batches(ctx, batches, done)
+        counts = Counter[str]()
+        for s in summaries:
+            counts.update(s.counts)
+        ctx.catalog.refresh_views()
+        seconds = time.perf_counter() - started
+        report = build_report(ctx, batches, summaries, seconds)
+        ctx.catalog.finish_build(
+            run_id,
+            status="completed",
+            seconds=seconds,
+            batches_total=len(batches),
+            batches_skipped=sum(s.skipped for s in summaries),
+            counts=dict(counts),
+            llm=report.get("llm"),
+        )
+        _publish_report(report)
+        return report
+    finally:
+        ctx.close()
+
+
+def _run_batches(ctx: BuildContext, batches: list[Batch], done: set[int]) -> list[BatchSummary]:
+    progress_id = create_progress_artifact(
+        progress=0.0, key="build-progress", description=f"Batches done for {ctx.out}"
+    )
+    summaries: list[BatchSummary] = []
+    futures = [
+        build_batch.submit(quote(ctx), quote(batch), quote(done), batch.generator, batch.number)
+        for batch in batches
+    ]
+    for future in as_completed(futures):
+        summary: BatchSummary = future.result()
+        summaries.append(summary)
+        if progress_id is not None:
+            update_progress_artifact(progress_id, 100.0 * len(summaries) / len(batches))
+        with _listeners_lock:
+            listeners = list(_listeners)
+        for listener in listeners:
+            listener(summary, len(summaries), len(batches))
+    return sorted(summaries, key=lambda s: s.number)
+
+
+def run_build(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
+    """Run the build flow with a task runner capped at `config.max_workers` threads."""
+    runner = ThreadPoolTaskRunner(max_workers=config.max_workers)
+    return build_flow.with_options(task_runner=runner)(config=config, overwrite=overwrite)
+
+
+def build_report(
+    ctx: BuildContext, batches: list[Batch], summaries: list[BatchSummary], seconds: float
+) -> dict[str, Any]:
+    """Per-generator counts from the catalog (covers batches finished by earlier runs too)."""
+    rows = ctx.catalog.query(
+        "SELECT generator, count(*), sum(tasks), "
+        "sum(coalesce(CAST(counts->>'sft' AS BIGINT), 0)), "
+        "sum(coalesce(CAST(counts->>'dpo' AS BIGINT), 0)), "
+        "sum(coalesce(CAST(counts->>'formal' AS BIGINT), 0)), "
+        "sum(coalesce(CAST(counts->>'rejected' AS BIGINT), 0)) "
+        "FROM batches GROUP BY generator ORDER BY generator"
+    )
+    generators = [
+        {
+            "generator": g,
+            "batches": int(b),
+            "tasks": int(t),
+            "sft": int(sft),
+            "dpo": int(dpo),
+            "formal": int(formal),
+            "rejected": int(rej),
+        }
+        for g, b, t, sft, dpo, formal, rej in rows
+    ]
+    return {
+        "out": str(ctx.out),
+        "config_hash": ctx.config_hash,
+        "seconds": round(seconds, 2),
+        "batches": len(batches),
+        "batches_skipped": sum(s.skipped for s in summaries),
+        "generators": generators,
+        "totals": {
+            t: sum(g[t] for g in generators) for t in ("sft", "dpo", "formal", "rejected")
+        },
+        "llm": ctx.extra.get("llm_stats", {}),
+    }
+
+
+def _publish_report(report: dict[str, Any]) -> None:
+    create_table_artifact(
+        key="build-generators",
+        table=report["generators"],
+        description="Rows per generator (accepted sft/dpo/formal and rejected)",
+    )
+    totals = report["totals"]
+    create_markdown_artifact(
+        key="build-report",
+        markdown=(
+            f"# mathsynth build\n\nOutput: `{report['out']}` (config `{report['config_hash']}`)\n\n"
+            f"| table | rows |\n|---|---|\n"
+            + "".join(f"| {t} | {n} |\n" for t, n in totals.items())
+            + f"\n{report['batches']} batches ({report['batches_skipped']} already done), "
+            f"{report['seconds']} s\n"
+        ),
+        description="Build summary",
+    )
+
+
+@flow(name="mathsynth-scheduled-build")
+def scheduled_build(
+    config_path: str | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Deployment entry point (prefect.yaml): JSON parameters in, the build flow as a subflow.
+
+    `overrides` uses the CLI's dotted keys, e.g. {"variants": 256, "llm.model": "qwen"}.
+    """
+    from mathsynth.config import load_config
+
+    config = load_config(config_path, **(overrides or {}))
+    return build_flow(config=config, overwrite=False)

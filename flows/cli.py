@@ -1,0 +1,192 @@
+"""The `mathsynth` command line. Each command parses flags, calls into the library and prints;
+every MathsynthError becomes one red line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mathsynth.errors import MathsynthError
+
+app = typer.Typer(
+    name="mathsynth",
+    help="Manufacture verified math training data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def build(
+    seeds: Annotated[str | None, typer.Option(help="Seeds: JSONL/Parquet path or HF id.")] = None,
+    max_seeds: Annotated[int | None, typer.Option(help="Use at most N seeds.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output dir (default ./data/<name>).")] = None,
+    generators: Annotated[
+        str | None, typer.Option(help="Comma list: infinitymath,mugglemath,mathscale,rise,...")
+    ] = None,
+    variants: Annotated[int | None, typer.Option(help="InfinityMATH variants per seed.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Global random seed.")] = None,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model name at that endpoint.")] = None,
+    llm_max_tokens: Annotated[int | None, typer.Option(help="Max tokens per reply.")] = None,
+    lean_repl: Annotated[str | None, typer.Option(help="Command that starts a Lean REPL.")] = None,
+    lean_server: Annotated[str | None, typer.Option(help="Kimina Lean Server URL.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Records per Prefect task.")] = None,
+    max_workers: Annotated[int | None, typer.Option(help="Concurrent batch tasks.")] = None,
+    name: Annotated[str | None, typer.Option(help="Build name (default output dir).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a dataset built from a different config.")
+    ] = False,
+) -> None:
+    """Build (or resume) a dataset. Rerunning the same command skips finished batches."""
+    from mathsynth.config import load_config
+
+    cfg = load_config(
+        config,
+        **{
+            "name": name,
+            "seeds": seeds,
+            "max_seeds": max_seeds,
+            "out": out,
+            "generators": generators,
+            "variants": variants,
+            "seed": seed,
+            "batch_size": batch_size,
+            "max_workers": max_workers,
+            "llm.base_url": llm_base_url,
+            "llm.model": llm_model,
+            "llm.max_tokens": llm_max_tokens,
+            "lean.repl_cmd": lean_repl,
+            "lean.server_url": lean_server,
+        },
+    )
+    from flows.progress import run_with_progress
+
+    report = run_with_progress(cfg, overwrite=overwrite, console=console)
+    _print_build_summary(report)
+
+
+def _print_build_summary(report: dict[str, Any]) -> None:
+    table = Table(title=f"mathsynth build → {report['out']}")
+    for col in ("generator", "batches", "sft", "dpo", "formal", "rejected"):
+        table.add_column(col, justify="left" if col == "generator" else "right")
+    for g in report["generators"]:
+        table.add_row(
+            g["generator"], *(str(g[c]) for c in ("batches", "sft", "dpo", "formal", "rejected"))
+        )
+    console.print(table)
+    console.print(
+        f"{report['batches']} batches, {report['batches_skipped']} already done; "
+        f"{report['seconds']} s; config {report['config_hash']}"
+    )
+
+
+@app.command()
+def stats(out: Annotated[Path, typer.Argument(help="A build's output directory.")]) -> None:
+    """Counts by generator / method / status, rejection reasons and acceptance rates."""
+    from storage.stats import dataset_stats
+
+    report = dataset_stats(out)
+    table = Table(title=f"sft rows in {out}")
+    for col in ("generator", "method", "status", "rows"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for row in report["sft"]:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    acc = Table(title="acceptance by source generator")
+    for col in ("generator", "accepted", "rejected", "rate", "cost/accepted (USD)"):
+        acc.add_column(col, justify="left" if col == "generator" else "right")
+    for row in report["acceptance"]:
+        cost = row["cost_per_accepted"]
+        acc.add_row(
+            row["generator"],
+            str(row["accepted"]),
+            str(row["rejected"]),
+            f"{row['rate']:.1%}",
+            "-" if cost is None else f"{cost:.6f}",
+        )
+    console.print(acc)
+    other = Table(title="other tables")
+    other.add_column("table")
+    other.add_column("rows", justify="right")
+    for tbl, n in report["tables"].items():
+        other.add_row(tbl, str(n))
+    console.print(other)
+    if report["rejected"]:
+        rej = Table(title="rejections by stage and reason")
+        for col in ("stage", "reason", "rows"):
+            rej.add_column(col, justify="right" if col == "rows" else "left")
+        for row in report["rejected"]:
+            rej.add_row(*(str(v) for v in row))
+        console.print(rej)
+
+
+@app.command()
+def doctor() -> None:
+    """Report the sandbox isolation layers and the reachable Lean / LLM backends."""
+    from flows.doctor import doctor_rows
+    from mathsynth.config import load_config
+
+    table = Table(title="mathsynth doctor")
+    for col in ("component", "ok", "detail"):
+        table.add_column(col)
+    for component, ok, detail in doctor_rows(load_config()):
+        table.add_row(component, "[green]yes[/]" if ok else "[yellow]no[/]", detail)
+    console.print(table)
+
+
+def _register_subcommands() -> None:
+    """Commands implemented next to the code they drive (sandbox, answers, decoupling)."""
+    try:
+        from flows.sandbox_cmd import sandbox_app
+
+        app.add_typer(sandbox_app, name="sandbox", help="Run programs in the sandbox.")
+    except ImportError:
+        pass
+    try:
+        from flows.verify_cmd import verify_app
+
+        app.add_typer(verify_app, name="verify", help="Check answers for equivalence.")
+    except ImportError:
+        pass
+    try:
+        from flows.decouple_cmd import decouple_command
+
+        app.command(name="decouple")(decouple_command)
+    except ImportError:
+        pass
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    """Console entry point: run the app, turning library errors into one-line messages."""
+    try:
+        app(standalone_mode=False)
+    except MathsynthError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]; rerun the same command to resume")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

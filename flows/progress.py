@@ -1,0 +1,38 @@
+"""Runs the build flow under a rich progress bar fed by the flow's batch listener."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mathsynth.config import BuildConfig
+
+
+def run_with_progress(config: BuildConfig, *, overwrite: bool, console: Console) -> dict[str, Any]:
+    from flows.build import add_progress_listener, run_build
+
+    progress = Progress(
+        TextColumn("[bold]building[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches · {task.fields[rows]} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    bar = progress.add_task(str(config.out_dir), total=None, rows=0)
+    rows = 0
+
+    def on_batch(summary: Any, done: int, total: int) -> None:
+        nonlocal rows
+        rows += sum(summary.counts.values())
+        progress.update(bar, completed=done, total=total, rows=rows)
+
+    unsubscribe = add_progress_listener(on_batch)
+    try:
+        with progress:
+            return run_build(config, overwrite=overwrite)
+    finally:
+        unsubscribe()

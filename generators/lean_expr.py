@@ -1,0 +1,427 @@
+"""Symbolic tracing of a straight-line `solution()` program into one Lean 4 expression.
+
+The program is parsed with `ast`, never executed: each argument is bound to a literal holding
+the record's variable value, each assignment binds a name to an expression tree, and the
+`return` expression, with every name substituted, is the term the Lean statement is about.
+Values are carried along in exact rational arithmetic (decimal literals such as 0.1 are read
+as the decimals they spell, which is what Lean's `(0.1 : ℚ)` means too), so the caller can
+check the traced value against the record's answer and pick the Lean number type:
+
+- ℕ when every value, intermediate ones included, is a whole number >= 0 and no negation or
+  `abs` occurs: then ℕ's truncated subtraction and division agree with Python's;
+- ℤ when every value is whole: `/` is then always exact, and `//`, `%` are only accepted with
+  a positive divisor, where Lean's Euclidean division agrees with Python's floor division;
+- ℚ otherwise, where `//` and `%` are not translated.
+
+Every numeric leaf carries an explicit type ascription, `(24 : ℚ)`, so that elaboration cannot
+fall back to ℕ inside function applications such as `min a b`.
+
+Anything that is not straight-line arithmetic (loops, branches, calls other than a few pure
+numeric built-ins, containers, strings) raises UntraceableProgramError naming the construct.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Literal
+
+from mathsynth.errors import MathsynthError
+
+Domain = Literal["ℕ", "ℤ", "ℚ"]
+
+# Bounds that keep statements readable and Lean's kernel arithmetic cheap.
+_MAX_LEAVES = 200
+_MAX_EXPONENT = 1000
+_MAX_DIGITS = 200
+
+_DECIMAL_TEXT = re.compile(r"-?\d+\.\d+")
+_NUMBER_TEXT = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+_IMPORTABLE = {"math", "fractions"}
+# Lean precedences: + - 65, * / % 70, ^ 75 (right associative).
+_PRECEDENCE = {"+": 65, "-": 65, "*": 70, "/": 70, "//": 70, "%": 70, "**": 75}
+_PY_OPS: dict[type[ast.operator], str] = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+}
+_LOOP_NAMES = {"For": "a for loop", "While": "a while loop", "If": "a branch (if)"}
+
+
+class UntraceableProgramError(MathsynthError):
+    """The program is not straight-line arithmetic that can be folded into one Lean term."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    """A node of the traced term; `value` is its exact value, `leaves` its leaf count."""
+
+    value: Fraction
+    leaves: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Num(Expr):
+    """A literal; `text` keeps a decimal spelling ("0.15") when the source had one."""
+
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp(Expr):
+    op: str = "+"
+    left: Expr = field(default_factory=lambda: Num(Fraction(0)))
+    right: Expr = field(default_factory=lambda: Num(Fraction(0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Neg(Expr):
+    operand: Expr = field(default_factory=lambda: Num(Fraction(0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Expr):
+    """`abs`, `min` or `max` (the only calls kept in the term)."""
+
+    fn: str = "abs"
+    args: tuple[Expr, ...] = ()
+
+
+def number(value: Any, text: str | None = None) -> Num:
+    """A literal from a Python number or a numeric string ("3/4", "2.5")."""
+    if isinstance(value, bool):
+        raise UntraceableProgramError(f"boolean value {value!r} is not a number")
+    if isinstance(value, int | Fraction):
+        return Num(Fraction(value), text=text)
+    if isinstance(value, float | Decimal):
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+        if not finite:
+            raise UntraceableProgramError(f"value {value!r} is not finite")
+        spelled = repr(value) if isinstance(value, float) else str(value)
+        if not _NUMBER_TEXT.fullmatch(spelled):
+            # 1e-05 style: keep the exact value, drop the spelling.
+            return Num(Fraction(spelled))
+        return Num(Fraction(spelled), text=spelled if _DECIMAL_TEXT.fullmatch(spelled) else None)
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+        spelled = value.strip()
+        return Num(Fraction(spelled), text=spelled if _DECIMAL_TEXT.fullmatch(spelled) else None)
+    raise UntraceableProgramError(f"value {value!r} is not a number")
+
+
+def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
+    """The term `solution(**variables)` returns, as an expression tree over literals.
+
+    Raises UntraceableProgramError when the program is not valid Python, has no `solution`
+    function, lacks a value for an argument, or uses anything but straight-line arithmetic.
+    """
+    try:
+        module = ast.parse(program)
+    except SyntaxError as exc:
+        raise UntraceableProgramError(f"program is not valid Python: {exc.msg}") from None
+    tracer = _Tracer()
+    solution: ast.FunctionDef | None = None
+    for stmt in module.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == "solution":
+            solution = stmt
+        elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            raise UntraceableProgramError(
+                f"line {stmt.lineno}: defines another function {stmt.name!r}"
+                " (only solution() is traced)"
+            )
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            tracer.check_import(stmt)
+        elif _is_docstring(stmt):
+            continue
+        elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            tracer.assign(stmt)
+        else:
+            raise UntraceableProgramError(_describe(stmt, "at module level"))
+    if solution is None:
+        raise UntraceableProgramError("program defines no solution() function")
+    tracer.bind_arguments(solution.args, variables)
+    return tracer.body(solution.body)
+
+
+def choose_domain(expr: Expr) -> Domain:
+    """The smallest of ℕ ⊂ ℤ ⊂ ℚ in which the term means what the Python program computed."""
+    nodes = list(walk(expr))
+    if not all(n.value.denominator == 1 for n in nodes):
+        return "ℚ"
+    if any(isinstance(n, Neg) or (isinstance(n, Call) and n.fn == "abs") for n in nodes):
+        return "ℤ"
+    return "ℕ" if all(n.value >= 0 for n in nodes) else "ℤ"
+
+
+def render(expr: Expr, domain: Domain) -> str:
+    """Lean source for the term in `domain`; raises UntraceableProgramError for operations
+    that have no faithful counterpart there (see module docstring)."""
+    return _render(expr, domain, 0)
+
+
+def lean_number(value: Fraction, domain: Domain, text: str | None = None) -> str:
+    """`(44 : ℕ)`, `(-3 : ℤ)`, `(0.75 : ℚ)` (when `text` spells a decimal), `(3 / 4 : ℚ)`."""
+    if domain != "ℚ" and value.denominator != 1:
+        raise UntraceableProgramError(f"{value} is not a whole number in {domain}")
+    if domain == "ℚ" and text is not None and _DECIMAL_TEXT.fullmatch(text):
+        return f"({text} : ℚ)"
+    if value.denominator == 1:
+        return f"({value.numerator} : {domain})"
+    return f"({value.numerator} / {value.denominator} : ℚ)"
+
+
+def _render(expr: Expr, domain: Domain, parent: int) -> str:
+    if isinstance(expr, Num):
+        return lean_number(expr.value, domain, expr.text)
+    if isinstance(expr, Neg):
+        if domain == "ℕ":
+            raise UntraceableProgramError("negation has no meaning in ℕ")
+        return f"(-{_render(expr.operand, domain, 100)})"
+    if isinstance(expr, Call):
+        if expr.fn == "abs":
+            return f"|{_render(expr.args[0], domain, 0)}|"
+        text = _render(expr.args[0], domain, 100)
+        for arg in expr.args[1:]:
+            text = f"({expr.fn} {text} {_render(arg, domain, 100)})"
+        return text
+    if isinstance(expr, BinOp):
+        return _render_binop(expr, domain, parent)
+    raise UntraceableProgramError(f"cannot render {type(expr).__name__}")
+
+
+def _render_binop(expr: BinOp, domain: Domain, parent: int) -> str:
+    op = expr.op
+    prec = _PRECEDENCE[op]
+    if op in ("//", "%"):
+        if domain == "ℚ":
+            raise UntraceableProgramError(f"'{op}' on non-integral values has no ℚ counterpart")
+        if domain == "ℤ" and expr.right.value <= 0:
+            raise UntraceableProgramError(
+                f"'{op}' by a non-positive divisor rounds differently in Lean's ℤ"
+            )
+    if op == "**":
+        base = _render(expr.left, domain, prec + 1)
+        text = f"{base} ^ {_render_exponent(expr.right)}"
+    else:
+        lean_op = "/" if op == "//" else op
+        left = _render(expr.left, domain, prec)
+        right = _render(expr.right, domain, prec + 1)
+        text = f"{left} {lean_op} {right}"
+    return f"({text})" if prec < parent else text
+
+
+def _render_exponent(expr: Expr) -> str:
+    nodes = list(walk(expr))
+    if not all(n.value.denominator == 1 and n.value >= 0 for n in nodes):
+        raise UntraceableProgramError("exponent is not a natural number")
+    return _render(expr, "ℕ", 100)
+
+
+def walk(expr: Expr) -> Iterator[Expr]:
+    yield expr
+    if isinstance(expr, BinOp):
+        yield from walk(expr.left)
+        yield from walk(expr.right)
+    elif isinstance(expr, Neg):
+        yield from walk(expr.operand)
+    elif isinstance(expr, Call):
+        for arg in expr.args:
+            yield from walk(arg)
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
+def _describe(node: ast.AST, where: str = "") -> str:
+    kind = type(node).__name__
+    what = _LOOP_NAMES.get(kind, f"a {kind} statement")
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        what = "a bare call statement"
+    line = getattr(node, "lineno", "?")
+    return f"line {line}: {what} {where}".strip() + " is not straight-line arithmetic"
+
+
+class _Tracer:
+    """Walks statements, keeping the expression bound to each name."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, Expr] = {}
+
+    def check_import(self, stmt: ast.Import | ast.ImportFrom) -> None:
+        modules = (
+            [alias.name for alias in stmt.names]
+            if isinstance(stmt, ast.Import)
+            else [stmt.module or ""]
+        )
+        for module in modules:
+            if module not in _IMPORTABLE:
+                raise UntraceableProgramError(f"line {stmt.lineno}: imports {module!r}")
+
+    def bind_arguments(self, args: ast.arguments, variables: Mapping[str, Any]) -> None:
+        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs:
+            raise UntraceableProgramError("solution() takes *args, **kwargs or special args")
+        names = [a.arg for a in args.args]
+        defaults = dict(zip(names[len(names) - len(args.defaults) :], args.defaults, strict=True))
+        for arg in args.args:
+            if arg.arg in variables:
+                self.names[arg.arg] = number(variables[arg.arg])
+            elif arg.arg in defaults:
+                self.names[arg.arg] = self.expr(defaults[arg.arg])
+            else:
+                raise UntraceableProgramError(f"no value for argument {arg.arg!r}")
+
+    def body(self, stmts: list[ast.stmt]) -> Expr:
+        for stmt in stmts:
+            if isinstance(stmt, ast.Return):
+                if stmt.value is None:
+                    raise UntraceableProgramError(f"line {stmt.lineno}: returns nothing")
+                return self.expr(stmt.value)
+            if isinstance(stmt, ast.Pass) or _is_docstring(stmt):
+                continue
+            if isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                self.assign(stmt)
+                continue
+            raise UntraceableProgramError(_describe(stmt))
+        raise UntraceableProgramError("solution() has no return statement")
+
+    def assign(self, stmt: ast.Assign | ast.AnnAssign | ast.AugAssign) -> None:
+        if isinstance(stmt, ast.AugAssign):
+            target = self._name(stmt.target)
+            if target not in self.names:
+                raise UntraceableProgramError(f"line {stmt.lineno}: {target!r} used before set")
+            op = _PY_OPS.get(type(stmt.op))
+            if op is None:
+                raise UntraceableProgramError(f"line {stmt.lineno}: unsupported operator")
+            self.names[target] = self._binop(op, self.names[target], self.expr(stmt.value))
+            return
+        if isinstance(stmt, ast.AnnAssign):
+            if stmt.value is None:
+                return
+            self.names[self._name(stmt.target)] = self.expr(stmt.value)
+            return
+        value = stmt.value
+        for target in stmt.targets:
+            if isinstance(target, ast.Tuple):
+                if not isinstance(value, ast.Tuple) or len(value.elts) != len(target.elts):
+                    raise UntraceableProgramError(f"line {stmt.lineno}: unpacks a non-tuple")
+                # Evaluate every right-hand side before binding, as Python does.
+                values = [self.expr(v) for v in value.elts]
+                for name_node, expr in zip(target.elts, values, strict=True):
+                    self.names[self._name(name_node)] = expr
+            else:
+                self.names[self._name(target)] = self.expr(value)
+
+    def _name(self, node: ast.AST) -> str:
+        if not isinstance(node, ast.Name):
+            line = getattr(node, "lineno", "?")
+            raise UntraceableProgramError(f"line {line}: assigns to something other than a name")
+        return node.id
+
+    def expr(self, node: ast.expr) -> Expr:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+                raise UntraceableProgramError(f"line {node.lineno}: non-numeric constant")
+            return number(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in self.names:
+                raise UntraceableProgramError(f"line {node.lineno}: unknown name {node.id!r}")
+            return self.names[node.id]
+        if isinstance(node, ast.UnaryOp):
+            operand = self.expr(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return operand
+            if isinstance(node.op, ast.USub):
+                return Neg(-operand.value, operand.leaves, operand=operand)
+        if isinstance(node, ast.BinOp):
+            op = _PY_OPS.get(type(node.op))
+            if op is not None:
+                return self._binop(op, self.expr(node.left), self.expr(node.right))
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        raise UntraceableProgramError(
+            f"line {getattr(node, 'lineno', '?')}: {type(node).__name__} expression "
+            "is not arithmetic"
+        )
+
+    def _binop(self, op: str, left: Expr, right: Expr) -> BinOp:
+        a, b = left.value, right.value
+        try:
+            if op == "+":
+                value = a + b
+            elif op == "-":
+                value = a - b
+            elif op == "*":
+                value = a * b
+            elif op == "/":
+                value = a / b
+            elif op == "//":
+                value = Fraction(a // b)
+            elif op == "%":
+                value = a % b
+            else:
+                if b.denominator != 1 or not 0 <= b <= _MAX_EXPONENT:
+                    raise UntraceableProgramError(f"exponent {b} is not a small natural number")
+                value = a ** int(b)
+        except ZeroDivisionError:
+            raise UntraceableProgramError("division by zero") from None
+        return self._checked(BinOp(value, left.leaves + right.leaves, op, left, right))
+
+    def _call(self, node: ast.Call) -> Expr:
+        fn = _call_name(node.func)
+        if node.keywords:
+            raise UntraceableProgramError(f"line {node.lineno}: {fn}() with keyword arguments")
+        if fn == "sum" and len(node.args) == 1 and isinstance(node.args[0], ast.List | ast.Tuple):
+            items = [self.expr(e) for e in node.args[0].elts]
+            total = items[0] if items else number(0)
+            for item in items[1:]:
+                total = self._binop("+", total, item)
+            return total
+        args = [self.expr(a) for a in node.args]
+        if fn in ("Fraction", "fractions.Fraction") and len(args) in (1, 2):
+            return args[0] if len(args) == 1 else self._binop("/", args[0], args[1])
+        if fn == "float" and len(args) == 1:
+            return args[0]
+        if fn in ("int", "round", "math.floor", "math.ceil", "math.trunc") and len(args) == 1:
+            # Kept only as the identity: on a whole value these change nothing, and Lean has
+            # no rounding that matches Python's for the other cases without extra lemmas.
+            if args[0].value.denominator != 1:
+                raise UntraceableProgramError(
+                    f"line {node.lineno}: {fn}() rounds the non-integral value {args[0].value}"
+                )
+            return args[0]
+        if fn == "abs" and len(args) == 1:
+            return self._checked(Call(abs(args[0].value), args[0].leaves, "abs", tuple(args)))
+        if fn in ("min", "max") and len(args) >= 2:
+            pick = min if fn == "min" else max
+            leaves = sum(a.leaves for a in args)
+            return self._checked(Call(pick(a.value for a in args), leaves, fn, tuple(args)))
+        raise UntraceableProgramError(f"line {node.lineno}: calls {fn}()")
+
+    def _checked(self, expr: Expr) -> Expr:
+        if expr.leaves > _MAX_LEAVES:
+            raise UntraceableProgramError(f"term has more than {_MAX_LEAVES} leaves")
+        v = expr.value
+        if max(len(str(abs(v.numerator))), len(str(v.denominator))) > _MAX_DIGITS:
+            raise UntraceableProgramError(f"intermediate value has more than {_MAX_DIGITS} digits")
+        return expr
+
+
+def _call_name(func: ast.expr) -> str:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return f"{func.value.id}.{func.attr}"
+    return "<expression>"

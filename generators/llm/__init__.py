@@ -1,0 +1,31 @@
+"""The LLM layer every LLM-driven generator shares.
+
+    client = LLMClient(settings, api_key, cache_path)
+    results = client.complete_many([ChatRequest(messages=[...], n=4, purpose="...")])
+    for result in results:
+        if isinstance(result, LLMRequestError):
+            yield result.to_rejection(stage, record)      # raw reply and reason kept
+
+`client` caches every answered sample by request content, retries transient failures, and
+accounts tokens and cost; `parsing` pulls JSON / code / answers out of replies.
+"""
+
+from generators.llm.accounting import cost_usd, usage_provenance
+from generators.llm.cache import RequestCache
+from generators.llm.chat import ChatRequest, Completion
+from generators.llm.client import LLMClient
+from generators.llm.errors import LLMRequestError, LLMUnavailableError, ReplyParseError
+from generators.llm.retry import RetryPolicy
+
+__all__ = [
+    "ChatRequest",
+    "Completion",
+    "LLMClient",
+    "LLMRequestError",
+    "LLMUnavailableError",
+    "ReplyParseError",
+    "RequestCache",
+    "RetryPolicy",
+    "cost_usd",
+    "usage_provenance",
+]

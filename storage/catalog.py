@@ -1,0 +1,214 @@
+"""The DuckDB catalog `OUT/catalog.duckdb`: dataset identity, build runs, the shard manifest
+(which batches are finished) and stats views over the Parquet shards.
+
+The manifest is the source of truth for resume: a batch counts as done only once all its
+shards were renamed into place and its row was committed here. Each operation opens and
+closes its own connection so a second process (`mathsynth stats` during a build) is locked
+out for milliseconds, not for the whole build; a lock serialises this process's threads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from mathsynth.errors import DatasetConflictError, MathsynthError
+from storage.schemas import TABLES
+
+CATALOG_NAME = "catalog.duckdb"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS dataset (
+    key VARCHAR PRIMARY KEY, value VARCHAR
+);
+CREATE TABLE IF NOT EXISTS builds (
+    run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP, finished_at TIMESTAMP,
+    status VARCHAR, config_hash VARCHAR, config JSON, seconds DOUBLE,
+    batches_total INTEGER, batches_skipped INTEGER, counts JSON, llm JSON
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch INTEGER PRIMARY KEY, generator VARCHAR, tasks INTEGER, run_id VARCHAR,
+    finished_at TIMESTAMP, seconds DOUBLE, counts JSON, stats JSON
+);
+CREATE TABLE IF NOT EXISTS shards (
+    tbl VARCHAR, batch INTEGER, path VARCHAR, rows BIGINT, bytes BIGINT,
+    PRIMARY KEY (tbl, batch)
+);
+"""
+
+
+class CatalogBusyError(MathsynthError):
+    """Another process holds the catalog (a build is writing); try again shortly."""
+
+
+class Catalog:
+    """Thin typed access to `catalog.duckdb` in one output directory."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.path = self.out / CATALOG_NAME
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; retries briefly while another process holds the file."""
+        deadline = time.monotonic() + 10.0
+        with self._lock:
+            while True:
+                try:
+                    con = duckdb.connect(str(self.path), read_only=read_only)
+                    break
+                except duckdb.IOException as exc:
+                    if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                        raise CatalogBusyError(
+                            f"{self.path}: catalog is locked by another process"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    # -- dataset identity -------------------------------------------------------------------
+    def init(self, config_hash: str, config: dict[str, Any], overwrite: bool) -> str:
+        """Create or adopt the dataset; returns its config hash.
+
+        Failure modes: an existing dataset with a different config hash raises
+        DatasetConflictError unless `overwrite` (the caller clears the shards first).
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.execute(_DDL)
+            row = con.execute("SELECT value FROM dataset WHERE key = 'config_hash'").fetchone()
+            if row is not None and row[0] != config_hash and not overwrite:
+                raise DatasetConflictError(
+                    f"{self.out} holds a dataset built with config {row[0]}, not {config_hash}; "
+                    "choose another --out or pass --overwrite to replace it"
+                )
+            if row is None or row[0] != config_hash:
+                con.execute("DELETE FROM batches")
+                con.execute("DELETE FROM shards")
+                for key, value in {
+                    "config_hash": config_hash,
+                    "config": json.dumps(config, sort_keys=True),
+                    "dataset_id": uuid.uuid4().hex,
+                }.items():
+                    con.execute("INSERT OR REPLACE INTO dataset VALUES (?, ?)", [key, value])
+        return config_hash
+
+    def stored_config_hash(self) -> str | None:
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            try:
+                row = con.execute("SELECT value FROM dataset WHERE key = 'config_hash'").fetchone()
+            except duckdb.CatalogException:
+                return None
+        return row[0] if row else None
+
+    # -- build runs -------------------------------------------------------------------------
+    def start_build(self, run_id: str, config_hash: str, config: dict[str, Any]) -> None:
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO builds (run_id, started_at, status, config_hash, config) "
+                "VALUES (?, now(), 'running', ?, ?)",
+                [run_id, config_hash, json.dumps(config, sort_keys=True)],
+            )
+
+    def finish_build(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        seconds: float,
+        batches_total: int,
+        batches_skipped: int,
+        counts: dict[str, Any],
+        llm: dict[str, Any] | None = None,
+    ) -> None:
+        with self.connect() as con:
+            con.execute(
+                "UPDATE builds SET finished_at = now(), status = ?, seconds = ?, "
+                "batches_total = ?, batches_skipped = ?, counts = ?, llm = ? WHERE run_id = ?",
+                [
+                    status,
+                    seconds,
+                    batches_total,
+                    batches_skipped,
+                    json.dumps(counts),
+                    json.dumps(llm or {}),
+                    run_id,
+                ],
+            )
+
+    # -- manifest ---------------------------------------------------------------------------
+    def finished_batches(self) -> set[int]:
+        with self.connect() as con:
+            return {r[0] for r in con.execute("SELECT batch FROM batches").fetchall()}
+
+    def record_batch(
+        self,
+        batch: int,
+        *,
+        generator: str,
+        tasks: int,
+        run_id: str,
+        seconds: float,
+        counts: dict[str, int],
+        stats: dict[str, int],
+        shards: list[tuple[str, str, int, int]],
+    ) -> None:
+        """Mark a batch done, with its shards (table, path, rows, bytes), in one transaction."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM shards WHERE batch = ?", [batch])
+            for tbl, path, rows, size in shards:
+                con.execute(
+                    "INSERT INTO shards VALUES (?, ?, ?, ?, ?)", [tbl, batch, path, rows, size]
+                )
+            con.execute(
+                "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, now(), ?, ?, ?)",
+                [batch, generator, tasks, run_id, seconds, json.dumps(counts), json.dumps(stats)],
+            )
+            con.execute("COMMIT")
+
+    # -- views and stats --------------------------------------------------------------------
+    def refresh_views(self) -> None:
+        """(Re)create one view per table over its shards, plus the stats views.
+
+        Views hold absolute paths, so they are rebuilt at the end of every build (and by
+        `mathsynth stats`) in case the directory moved.
+        """
+        with self.connect() as con:
+            for table in TABLES:
+                shard_glob = (self.out / table).resolve() / "*.parquet"
+                if any((self.out / table).glob("*.parquet")):
+                    con.execute(
+                        f"CREATE OR REPLACE VIEW {table} AS "
+                        f"SELECT * FROM read_parquet('{shard_glob}', union_by_name = true)"
+                    )
+                else:
+                    con.execute(f"DROP VIEW IF EXISTS {table}")
+            if any((self.out / "sft").glob("*.parquet")):
+                con.execute(
+                    "CREATE OR REPLACE VIEW sft_stats AS SELECT generator, method, "
+                    "verification.status AS status, count(*) AS rows FROM sft "
+                    "GROUP BY ALL ORDER BY ALL"
+                )
+            if any((self.out / "rejected").glob("*.parquet")):
+                con.execute(
+                    "CREATE OR REPLACE VIEW rejected_stats AS SELECT stage, reason, "
+                    "count(*) AS rows FROM rejected GROUP BY ALL ORDER BY rows DESC"
+                )
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.connect() as con:
+            return con.execute(sql, params or []).fetchall()

@@ -1,0 +1,64 @@
+"""The numbers behind `mathsynth stats OUT`, read with DuckDB from the shards and catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mathsynth.errors import InputFileError
+from storage.catalog import CATALOG_NAME, Catalog
+from storage.schemas import TABLES
+
+
+def dataset_stats(out: Path) -> dict[str, Any]:
+    """Counts by generator/method/status, per-table rows, rejection reasons, acceptance.
+
+    Failure modes: a directory without catalog.duckdb raises InputFileError (not a dataset);
+    CatalogBusyError when a build holds the catalog for longer than the retry window.
+    """
+    out = Path(out)
+    if not (out / CATALOG_NAME).exists():
+        raise InputFileError(out, "not a mathsynth dataset (no catalog.duckdb)")
+    catalog = Catalog(out)
+    catalog.refresh_views()
+    has = {t: any((out / t).glob("*.parquet")) for t in TABLES}
+    sft: list[tuple[Any, ...]] = []
+    if has["sft"]:
+        sft = catalog.query("SELECT generator, method, status, rows FROM sft_stats")
+    rejected: list[tuple[Any, ...]] = []
+    if has["rejected"]:
+        rejected = catalog.query("SELECT stage, reason, rows FROM rejected_stats")
+    tables = {
+        t: (catalog.query(f"SELECT count(*) FROM {t}")[0][0] if has[t] else 0) for t in TABLES
+    }
+    batch_rows = catalog.query(
+        "SELECT generator, sum(coalesce(CAST(counts->>'sft' AS BIGINT), 0)), "
+        "sum(coalesce(CAST(counts->>'rejected' AS BIGINT), 0)) FROM batches "
+        "GROUP BY generator ORDER BY generator"
+    )
+    cost = _llm_cost_by_generator(catalog)
+    acceptance = []
+    for generator, accepted, rejected_n in batch_rows:
+        total = int(accepted) + int(rejected_n)
+        spent = cost.get(generator)
+        acceptance.append(
+            {
+                "generator": generator,
+                "accepted": int(accepted),
+                "rejected": int(rejected_n),
+                "rate": (int(accepted) / total) if total else 0.0,
+                "cost_per_accepted": (spent / int(accepted)) if spent and int(accepted) else None,
+            }
+        )
+    return {"sft": sft, "rejected": rejected, "tables": tables, "acceptance": acceptance}
+
+
+def _llm_cost_by_generator(catalog: Catalog) -> dict[str, float]:
+    """USD spent per generator, summed over batches' `<generator>.cost_usd_micros` stats."""
+    spent: dict[str, float] = {}
+    for generator, stats in catalog.query("SELECT generator, stats FROM batches"):
+        for key, value in json.loads(stats or "{}").items():
+            if key.endswith("cost_usd_micros"):
+                spent[generator] = spent.get(generator, 0.0) + value / 1e6
+    return spent

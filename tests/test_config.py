@@ -1,0 +1,60 @@
+"""Config precedence (defaults < YAML < env < flags), validation and the content hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mathsynth.config import load_config
+from mathsynth.errors import ConfigError, InputFileError
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("variants: 7\nseed: 3\nllm:\n  model: from-file\n")
+    assert load_config(cfg_file).variants == 7
+    monkeypatch.setenv("MATHSYNTH_VARIANTS", "9")
+    monkeypatch.setenv("MATHSYNTH_LLM__MODEL", "from-env")
+    cfg = load_config(cfg_file)
+    assert (cfg.variants, cfg.seed, cfg.llm.model) == (9, 3, "from-env")
+    cfg = load_config(cfg_file, variants=11, **{"llm.model": "from-flag"})
+    assert (cfg.variants, cfg.llm.model) == (11, "from-flag")
+
+
+def test_content_hash_ignores_operational_fields() -> None:
+    base = load_config()
+    assert load_config(out=Path("/elsewhere"), max_workers=8).content_hash() == base.content_hash()
+    assert load_config(variants=3).content_hash() != base.content_hash()
+
+
+def test_api_key_masked_and_not_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(**{"llm.api_key": "sk-secret-123"})
+    assert "sk-secret-123" not in str(cfg.effective())
+    assert cfg.content_hash() == load_config().content_hash()
+    assert cfg.api_key() == "sk-secret-123"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"generators": "infinitymath,bogus"}, "unknown generator 'bogus'"),
+        ({"variants": 0}, "variants"),
+    ],
+)
+def test_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(**kwargs)
+
+
+def test_bad_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("variants: [1,\n")
+    with pytest.raises(InputFileError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(InputFileError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("varients: 3\n")
+    with pytest.raises(ConfigError, match="varients"):
+        load_config(unknown)

@@ -1,0 +1,135 @@
+"""RISE with an LLM, against the local mock OpenAI server (real HTTP on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from llm_mock_server import MockOpenAIServer, Reply
+
+from generators.llm import LLMClient
+from generators.rise import RiseErrorInjection
+from generators.rise_self_edit import RiseSelfEdit
+from mathsynth.config import LLMSettings
+from mathsynth.records import PreferencePair, Problem, Rejection, Verification
+
+QUESTION = "Tom has 3 boxes of 12 pens and gives away 9 pens. How many pens are left?"
+SOLUTION = (
+    "Tom has 3 x 12 = 36 pens.\nAfter giving some away he has 36 - 9 = 27 pens.\nThe answer is 27."
+)
+RIGHT = "He has 3 * 12 = 36 pens.\nThen 36 - 9 = 27 pens.\nThe answer is 27."
+WRONG = "He has 3 * 12 = 36 pens.\nThen 36 + 9 = 45 pens.\nThe answer is 45."
+
+
+def _current_step(request: dict[str, Any]) -> str:
+    return request["messages"][-1]["content"].rsplit("Current step:\n", 1)[1]
+
+
+def _bump_result(step: str) -> str:
+    """The step with the result of its equation off by one: arithmetically false."""
+    match = re.search(r"= (\d+)", step)
+    assert match
+    return step[: match.start(1)] + str(int(match.group(1)) + 1) + step[match.end(1) :]
+
+
+def _responder(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], str | Reply]:
+    def respond(request: dict[str, Any]) -> str | Reply:
+        if "Current step:" in request["messages"][-1]["content"]:
+            return edit(_current_step(request))
+        return Reply(content=[WRONG, RIGHT, WRONG, RIGHT][: request.get("n", 1)])
+
+    return respond
+
+
+def _run(edit: Callable[[str], str]) -> tuple[list[Any], Any]:
+    problem = Problem(
+        "test", "hand", "s", QUESTION, SOLUTION, "27", verification=Verification("verified", "exec")
+    )
+    other = Problem("test", "hand", "s2", QUESTION, SOLUTION, "27")  # unchecked: no requests
+    with MockOpenAIServer(_responder(edit), models=("mock",)) as server:
+        settings = LLMSettings(base_url=server.base_url, model="mock", max_retries=0)
+        client = LLMClient(settings, None, None)
+        try:
+            stage = RiseSelfEdit(seed=1, llm=client, samples=4)
+            out = list(stage.run([other, problem]))
+        finally:
+            client.close()
+        return out, server
+
+
+@pytest.fixture(scope="module")
+def confirmed() -> Iterator[tuple[list[Any], Any]]:
+    yield _run(_bump_result)
+
+
+def test_self_edit_pair_is_confirmed_by_recomputation(confirmed: tuple[list[Any], Any]) -> None:
+    out, server = confirmed
+    assert out[0].seed_id == "s2" and out[1].seed_id == "s"
+    assert len(server.requests) == 2  # one self-edit + one sampling request, none for unchecked
+    (pair,) = [r for r in out if isinstance(r, PreferencePair) and r.error_type == "llm_self_edit"]
+    assert pair.chosen == SOLUTION
+    step = pair.step_index
+    assert pair.rejected.split("\n")[:step] == SOLUTION.split("\n")[:step]
+    assert pair.rejected.split("\n")[step] == _bump_result(SOLUTION.split("\n")[step])
+    assert pair.verification.status == "verified" and pair.provenance["consequence"] == "false_step"
+    assert pair.rejected[pair.edit_start : pair.edit_end] in pair.provenance["edited_step"]
+
+
+def test_sampled_pair_pairs_right_with_wrong(confirmed: tuple[list[Any], Any]) -> None:
+    out, _ = confirmed
+    (pair,) = [
+        r for r in out if isinstance(r, PreferencePair) and r.error_type == "sampled_solution"
+    ]
+    assert (pair.chosen, pair.rejected) == (RIGHT, WRONG)
+    assert pair.step_index == 1 and pair.rejected[pair.edit_start :].startswith("Then 36 + 9")
+    assert pair.verification.checker == "answer_match"
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda step: step + " (this is a mistake)", "admits_error"),
+        (lambda step: step, "unchanged"),
+        (lambda step: step.replace("pens", "pencils"), "unconfirmed"),
+    ],
+)
+def test_rise_filters_drop_bad_edits(edit: Callable[[str], str], reason: str) -> None:
+    out, _ = _run(edit)
+    rejections = [r for r in out if isinstance(r, Rejection)]
+    assert [r.reason for r in rejections] == [reason]
+    assert not any(isinstance(r, PreferencePair) and r.error_type == "llm_self_edit" for r in out)
+
+
+def _consistent_slip(step: str) -> str:
+    """Lower the second operand by one and recompute: a step that holds but is wrong."""
+    match = re.search(r"(\d+) ([x-]) (\d+) = (\d+)", step)
+    assert match
+    a, op, b = int(match.group(1)), match.group(2), int(match.group(3)) - 1
+    value = a * b if op == "x" else a - b
+    return step[: match.start()] + f"{a} {op} {b} = {value}" + step[match.end() :]
+
+
+def test_consistent_self_edit_propagates_to_a_changed_answer() -> None:
+    out, _ = _run(_consistent_slip)
+    (pair,) = [r for r in out if isinstance(r, PreferencePair) and r.error_type == "llm_self_edit"]
+    assert pair.provenance["consequence"] == "propagated"
+    assert pair.rejected.split("\n")[-1] != SOLUTION.split("\n")[-1]
+    assert pair.provenance["answer_before"] == "27"
+
+
+def test_rule_stage_with_llm_adds_llm_pairs() -> None:
+    problem = Problem(
+        "test", "hand", "s", QUESTION, SOLUTION, "27", verification=Verification("verified", "x")
+    )
+    with MockOpenAIServer(_responder(_bump_result), models=("mock",)) as server:
+        client = LLMClient(LLMSettings(base_url=server.base_url, model="mock"), None, None)
+        try:
+            stage = RiseErrorInjection(seed=0, llm=client)
+            out = list(stage.run([problem]))
+        finally:
+            client.close()
+    types = sorted(r.error_type for r in out if isinstance(r, PreferencePair))
+    assert len(types) == 3 and "llm_self_edit" in types and "sampled_solution" in types
+    assert stage.stats["pairs"] == 1 and stage.stats["pairs.sampled_solution"] == 1

@@ -1,0 +1,104 @@
+"""The `exec` checker: re-run `solution(**variables)` in the sandbox and compare with `answer`.
+
+This is the check every program-carrying Problem passes before it counts as verified. It is
+independent of how the record was made: the program runs again, in a fresh namespace of a
+sandbox worker, from the stored `program` and `variables` columns alone — exactly what a
+user re-running the row would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from typing import Any
+
+from generators.sampling import decode_variables
+from mathsynth.records import Problem, Record, Rejection, Verification
+from mathsynth.stage import Stage
+from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
+
+# Relative tolerance for float programs: answers are rendered with at most 6 decimals.
+_REL_TOL = 1e-9
+
+
+def parse_exact(text: str) -> Fraction | None:
+    """ "42", "-3.5", "3/4" → Fraction; anything else (units, LaTeX, words) → None."""
+    try:
+        return Fraction(text.strip().replace(",", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def answers_agree(result: Any, answer: str) -> bool | None:
+    """True/False when both sides are plain numbers; None when it cannot tell."""
+    expected = parse_exact(answer)
+    if expected is None or isinstance(result, bool):
+        return None
+    if isinstance(result, (int, Fraction)):
+        return Fraction(result) == expected
+    if isinstance(result, float):
+        scale = max(1.0, abs(float(expected)))
+        return abs(result - float(expected)) <= _REL_TOL * scale
+    if isinstance(result, str):
+        parsed = parse_exact(result)
+        return None if parsed is None else parsed == expected
+    return None
+
+
+class ExecVerifier(Stage):
+    """Verify unchecked Problems that carry a program; pass everything else through.
+
+    Outcomes: match → Verification("verified", "exec"); mismatch, error, timeout → Rejection
+    with reason exec_mismatch / exec_<status>; an answer that is not a plain number →
+    Rejection "exec_uncomparable" (the record is never called verified on a guess).
+    """
+
+    name = "exec_verify"
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__()
+        self.sandbox = sandbox
+
+    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        pending: list[Problem] = []
+        passthrough: list[Record] = []
+        for record in records:
+            if (
+                isinstance(record, Problem)
+                and record.program
+                and record.verification.status == "unchecked"
+            ):
+                pending.append(record)
+            else:
+                passthrough.append(record)
+        yield from passthrough
+        if not pending:
+            return
+        jobs = [
+            SandboxJob(id=p.id, code=p.program or "", kwargs=decode_variables(p.variables))
+            for p in pending
+        ]
+        for problem, result in zip(pending, self.sandbox.run(jobs), strict=True):
+            yield self._judge(problem, result)
+
+    def _judge(self, problem: Problem, result: SandboxResult) -> Record:
+        if result.status != "ok":
+            return self._reject(problem, f"exec_{result.status}", result.error or result.status)
+        agree = answers_agree(result.result, problem.answer)
+        if agree is None:
+            return self._reject(
+                problem, "exec_uncomparable", f"cannot compare {result.result!r} with answer"
+            )
+        if not agree:
+            return self._reject(
+                problem, "exec_mismatch", f"program gave {result.result!r}, answer {problem.answer}"
+            )
+        self.stat_update("verified")
+        problem.verification = Verification(
+            "verified", "exec", "solution(**variables) re-executed in sandbox equals answer"
+        )
+        return problem
+
+    def _reject(self, problem: Problem, reason: str, detail: str) -> Rejection:
+        self.stat_update(f"rejected:{reason}")
+        return Rejection(self.name, reason, detail, problem.to_row())

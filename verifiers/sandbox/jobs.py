@@ -1,0 +1,62 @@
+"""What goes into the sandbox (SandboxJob) and what comes out (SandboxResult)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "error", "timeout", "memory", "killed"]
+STATUSES: tuple[Status, ...] = ("ok", "error", "timeout", "memory", "killed")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxJob:
+    """One program run: `code` is executed in a fresh namespace; if it defines `solution`,
+    `solution(**kwargs)` is called and its return value becomes the result.
+
+    `checks` are Python boolean expressions evaluated after a successful run over the kwargs,
+    solution()'s locals and `answer` (the return value); the ones that are False or raise are
+    reported in `SandboxResult.failed_checks`.
+    """
+
+    id: str
+    code: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    capture_locals: bool = False
+    checks: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class SandboxResult:
+    """The outcome of one SandboxJob, in the same order as the jobs given to Sandbox.run.
+
+    status: "ok" (ran to the end), "error" (raised; `error` holds "Type: message"),
+    "timeout" (exceeded the wall-clock limit), "memory" (hit the memory limit),
+    "killed" (the worker process died, e.g. a segfault or os._exit).
+    """
+
+    id: str
+    status: Status
+    result: Any = None
+    stdout: str = ""
+    error: str | None = None
+    locals: dict[str, Any] | None = None
+    failed_checks: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Ran to the end and every check held."""
+        return self.status == "ok" and not self.failed_checks
+
+    def to_row(self) -> dict[str, Any]:
+        """The JSONL row of `mathsynth sandbox run` (Fractions as "n/d" strings)."""
+        from verifiers.sandbox.codec import to_plain_json
+
+        return {
+            "id": self.id,
+            "status": self.status,
+            "result": to_plain_json(self.result),
+            "stdout": self.stdout,
+            "error": self.error,
+        }
