@@ -10,6 +10,9 @@ Printed side by side, in one run:
 - LLMClient.complete_many end to end: request cache (SQLite) + parse each reply's JSON +
   write the parsed rows to a Parquet file
 
+Beside throughput it prints the client process's CPU time per request, which stays comparable
+when other work shares the cores (then wall-clock throughput understates every client).
+
 Run: .venv/bin/python bench/llm_throughput.py [--requests 3000] [--concurrency 64]
 """
 
@@ -72,12 +75,14 @@ def _llmclient_end_to_end(base_url: str, n: int, concurrency: int, workdir: Path
         assert client.stats["requests"] == n, client.stats
 
 
-def _timed(run: Callable[[], None | Awaitable[None]]) -> float:
-    start = time.perf_counter()
+def _timed(run: Callable[[], None | Awaitable[None]]) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds): CPU per request stays comparable when
+    other work shares the cores, wall throughput does not."""
+    start, cpu = time.perf_counter(), time.process_time()
     outcome = run()
     if outcome is not None:
         asyncio.run(outcome)  # type: ignore[arg-type]
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
@@ -125,11 +130,14 @@ def main() -> None:
                 ),
             ]
             print(f"mock latency {LATENCY_S * 1000:.0f} ms, concurrency {c}, ideal {ideal:.0f}/s")
-            print(f"{'client':58} {'requests':>8} {'req/s':>8} {'% ideal':>8}")
+            print(f"{'client':56} {'requests':>8} {'req/s':>7} {'% ideal':>7} {'CPU ms/req':>10}")
             for label, count, run in cases:
-                seconds = _timed(run)
+                seconds, cpu = _timed(run)
                 rate = count / seconds
-                print(f"{label:58} {count:8d} {rate:8.1f} {100 * rate / ideal:7.1f}%")
+                print(
+                    f"{label:56} {count:8d} {rate:7.1f} {100 * rate / ideal:6.1f}%"
+                    f" {1000 * cpu / count:10.2f}"
+                )
     finally:
         server.terminate()
         server.wait(10)

@@ -33,6 +33,7 @@ from prefect.utilities.annotations import quote
 from mathsynth.config import BuildConfig
 from mathsynth.errors import DatasetConflictError
 from mathsynth.pipeline import (
+    CONCEPT_GRAPH_DIR,
     Batch,
     BatchSummary,
     BuildContext,
@@ -44,6 +45,7 @@ from mathsynth.pipeline import (
 from storage.catalog import CATALOG_NAME
 from storage.schemas import TABLES
 from storage.shards import clear_temp
+from storage.stats import generator_table
 
 ProgressListener = Callable[[BatchSummary, int, int], None]
 _listeners: list[ProgressListener] = []
@@ -82,7 +84,9 @@ def prepare_output(config: BuildConfig, overwrite: bool) -> Path:
 
         stored = Catalog(out).stored_config_hash() if catalog.exists() else None
         if stored != config.content_hash():
-            for table in TABLES:
+            # The LLM request cache is kept on purpose: it is keyed by request content, so it
+            # stays valid under any config and saves paying for the same call twice.
+            for table in (*TABLES, CONCEPT_GRAPH_DIR):
                 shutil.rmtree(out / table, ignore_errors=True)
             catalog.unlink(missing_ok=True)
     return out
@@ -103,7 +107,7 @@ def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
         clear_temp(ctx.out)
         seeds, pre_rejected = load_seeds(config, ctx)
         ctx.seeds = seeds
-        batches = plan_batches(config, seeds, pre_rejected)
+        batches = plan_batches(ctx, pre_rejected)
         done = ctx.catalog.finished_batches()
         ctx.catalog.start_build(run_id, config.content_hash(), config.effective())
         summaries = _run_batches(ctx, batches, done)
@@ -129,24 +133,58 @@ def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
 
 
 def _run_batches(ctx: BuildContext, batches: list[Batch], done: set[int]) -> list[BatchSummary]:
+    """One subflow per generator (its own group in the UI), batches as tasks inside it."""
     progress_id = create_progress_artifact(
         progress=0.0, key="build-progress", description=f"Batches done for {ctx.out}"
     )
+    tracker = _Tracker(progress_id, len(batches))
+    runner = ThreadPoolTaskRunner(max_workers=ctx.config.max_workers)
+    generate = generate_flow.with_options(task_runner=runner)
     summaries: list[BatchSummary] = []
+    for generator in dict.fromkeys(b.generator for b in batches):
+        own = [b for b in batches if b.generator == generator]
+        summaries.extend(generate(quote(ctx), quote(own), quote(done), quote(tracker), generator))
+    return sorted(summaries, key=lambda s: s.number)
+
+
+class _Tracker:
+    """Counts finished batches across subflows for the progress artifact and listeners."""
+
+    def __init__(self, progress_id: Any, total: int) -> None:
+        self.progress_id = progress_id
+        self.total = total
+        self.done = 0
+
+    def batch_finished(self, summary: BatchSummary) -> None:
+        self.done += 1
+        if self.progress_id is not None:
+            update_progress_artifact(self.progress_id, 100.0 * self.done / self.total)
+        with _listeners_lock:
+            listeners = list(_listeners)
+        for listener in listeners:
+            listener(summary, self.done, self.total)
+
+
+@flow(name="mathsynth-generate", flow_run_name="{generator}")
+def generate_flow(
+    ctx: BuildContext, batches: list[Batch], done: set[int], tracker: _Tracker, generator: str
+) -> list[BatchSummary]:
     futures = [
         build_batch.submit(quote(ctx), quote(batch), quote(done), batch.generator, batch.number)
         for batch in batches
     ]
+    summaries = []
     for future in as_completed(futures):
         summary: BatchSummary = future.result()
         summaries.append(summary)
-        if progress_id is not None:
-            update_progress_artifact(progress_id, 100.0 * len(summaries) / len(batches))
-        with _listeners_lock:
-            listeners = list(_listeners)
-        for listener in listeners:
-            listener(summary, len(summaries), len(batches))
-    return sorted(summaries, key=lambda s: s.number)
+        tracker.batch_finished(summary)
+    table = generator_table(ctx.catalog, generator)
+    create_table_artifact(
+        key=f"generator-{generator}",
+        table=table,
+        description=f"{generator}: accepted, rejected by reason, LLM requests/tokens/cost",
+    )
+    return summaries
 
 
 def run_build(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
@@ -186,10 +224,8 @@ def build_report(
         "batches": len(batches),
         "batches_skipped": sum(s.skipped for s in summaries),
         "generators": generators,
-        "totals": {
-            t: sum(g[t] for g in generators) for t in ("sft", "dpo", "formal", "rejected")
-        },
-        "llm": ctx.extra.get("llm_stats", {}),
+        "totals": {t: sum(g[t] for g in generators) for t in ("sft", "dpo", "formal", "rejected")},
+        "llm": dict(ctx.extra["llm"].stats) if "llm" in ctx.extra else {},
     }
 
 

@@ -48,6 +48,13 @@ def build(
     ] = False,
 ) -> None:
     """Build (or resume) a dataset. Rerunning the same command skips finished batches."""
+    import os
+
+    # The progress bar and summary replace Prefect's per-task console lines; the logs still
+    # reach the Prefect API (UI). Set the variable yourself to see them in the terminal.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    # Builds run offline: the temporary server must not try to phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from mathsynth.config import load_config
 
     cfg = load_config(
@@ -190,3 +197,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -38,6 +39,7 @@ from generators.decouple_steps import (
     Name,
     Neg,
     Num,
+    annotate_plain_equations,
     evaluate,
     operators,
     parse_annotation,
@@ -47,11 +49,10 @@ from generators.decouple_steps import (
 from generators.numbers import AnswerType, format_number, has_places, is_whole
 from generators.seeds.spec import Seed, SeedSpec, VariableSpec
 
-# Conversion factors a solution may use without the question stating them. Small counts are
-# included because GSM8K writers use them for implicit quantities ("both", "a pair", "a week").
-CONSTANTS: frozenset[Fraction] = frozenset(
-    Fraction(v) for v in (1, 2, 3, 4, 7, 10, 12, 24, 30, 52, 60, 100, 365, 1000, 3600)
-)
+# Numbers a solution may use without the question stating them: 1, and 2 for implicit pairs
+# ("both", "round trip"). Unit factors (60, 12, 7, ...) count only where the question names the
+# unit (`_UNIT_WORDS`); any other number must come from the question or an earlier step.
+CONSTANTS: frozenset[Fraction] = frozenset([Fraction(1), Fraction(2)])
 
 # A question number equal to one of these factors, in a text that also mentions the unit, could
 # be either the number or the factor ("60 pages in 90 minutes": which 60 does 90/60 use?).
@@ -64,16 +65,26 @@ _UNIT_WORDS: dict[Fraction, re.Pattern[str]] = {
         30: "month|day",
         52: "week|year",
         60: "minute|hour|second",
-        100: "percent|cent|meter",
+        100: "percent|%|cent|meter",
+        Fraction(1, 100): "percent|%|cent",
         365: "year|day",
         1000: "gram|liter|litre|meter|kilo|ml",
         3600: "second|hour",
     }.items()
 }
 
+# Coin values are constants only where the question talks about that coin.
+_COINS: dict[Fraction, re.Pattern[str]] = {
+    Fraction(1, 4): re.compile(r"\bquarters\b", re.IGNORECASE),
+    Fraction(1, 10): re.compile(r"\bdimes?\b", re.IGNORECASE),
+    Fraction(1, 20): re.compile(r"\bnickels?\b", re.IGNORECASE),
+}
+
 _STOPWORDS = frozenset(
-    "a an and as at be by each every for from in is it more less of on or per than that the "
-    "them these they this to was were what when which with".split()
+    {"a", "an", "and", "as", "at", "be", "by", "each", "every", "for", "from", "he", "her"}
+    | {"him", "his", "in", "is", "it", "its", "less", "more", "of", "on", "or", "per", "she"}
+    | {"than", "that", "the", "their", "them", "these", "they", "this", "to", "was", "were"}
+    | {"what", "when", "which", "with"}
 )
 
 _OPERATOR_SKILLS = {
@@ -127,6 +138,13 @@ class _Reject(Exception):
         self.failure = DecoupleFailure(reason, detail)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    step: str
+    value: Fraction
+    detail: str
+
+
 @dataclass(slots=True)
 class _Variable:
     name: str
@@ -155,12 +173,13 @@ class _Decoupler:
         self.variables: dict[Fraction, _Variable] = {}
         self.steps: list[Step] = []
         self.names: set[str] = set()
+        self.pending: dict[str, _Pending] = {}
 
     # -- resolution -------------------------------------------------------------------------
 
     def run(self) -> Decoupling:
         gold = self._gold()
-        body = FINAL_ANSWER_RE.split(self.seed.solution, maxsplit=1)[0]
+        body = FINAL_ANSWER_RE.split(annotate_plain_equations(self.seed.solution), maxsplit=1)[0]
         lines = body.rstrip().split("\n")
         line_steps: list[list[int]] = []
         for line in lines:
@@ -175,6 +194,7 @@ class _Decoupler:
         if not self.steps:
             raise _Reject("no_annotations", "the solution has no <<expr=value>> annotations")
         answer_index = self._answer_step(gold)
+        self._settle_pending(answer_index)
         last_line = max(i for i, idx in enumerate(line_steps) if answer_index in idx)
         steps = self.steps[: answer_index + 1]
         used = {n.name for s in steps for n in _names(s.expr)}
@@ -210,6 +230,7 @@ class _Decoupler:
     def _add_step(self, expr: Expr, claimed: Fraction, source: str) -> int:
         resolved = self._resolve(expr, source)
         env = {s.name: s.value for s in self.steps}
+        env.update({key: p.value for key, p in self.pending.items()})
         env.update({v.name: v.value for v in self.variables.values()})
         value = evaluate(resolved, env)
         if value != claimed:
@@ -237,12 +258,16 @@ class _Decoupler:
         if value == 0:
             return num
         earlier = [s for s in self.steps if s.value == value]
-        candidates = {m.value: m for m in self.mentions if m.matches(value)}
+        candidates: dict[Fraction, Mention] = {}
+        for m in self.mentions:
+            if m.matches(value):
+                candidates.setdefault(m.value, m)  # the first mention names the variable
         if earlier and candidates:
-            raise _Reject(
-                "ambiguous_number",
-                f"{num.text} in <<{source}>> is both a question number and {earlier[-1].name}",
-            )
+            # Settled once all steps are known (see `_settle_pending`).
+            key = f"pending{len(self.pending) + 1}"
+            detail = f"{num.text} in <<{source}>> is both a question number and {earlier[-1].name}"
+            self.pending[key] = _Pending(earlier[-1].name, value, detail)
+            return Name(key)
         if earlier:
             # Latest result with this value: GSM8K steps build on the line just before.
             return Name(earlier[-1].name)
@@ -251,8 +276,9 @@ class _Decoupler:
             raise _Reject("ambiguous_number", f"{num.text} in <<{source}>> could come from {texts}")
         if candidates:
             (mention,) = candidates.values()
-            unit = _UNIT_WORDS.get(value)
-            if unit is not None and unit.search(self.seed.question):
+            if self._frozen(mention.value):
+                return num
+            if self._maybe_unit_factor(value):
                 raise _Reject(
                     "ambiguous_number",
                     f"{num.text} in <<{source}>> is a question number and also a unit factor",
@@ -264,11 +290,50 @@ class _Decoupler:
             if relation == "reciprocal":
                 return BinOp("/", Num(Fraction(1), "1"), Name(var.name))
             return Name(var.name)
-        if value in CONSTANTS:
+        if value in CONSTANTS or self._implied_unit(value):
+            return num
+        coin = _COINS.get(value)
+        if coin is not None and coin.search(self.seed.question):
             return num
         raise _Reject(
             "unexplained_number",
             f"{num.text} in <<{source}>> is neither in the question nor an earlier result",
+        )
+
+    def _implied_unit(self, value: Fraction) -> bool:
+        """True when `value` is a conversion factor for a unit the question talks about.
+
+        Without the unit in the text, a 7 or a 12 is more likely the writer's own arithmetic
+        (1 + 2 + 4 ships), which must not be frozen into a program whose inputs change.
+        """
+        unit = _UNIT_WORDS.get(value)
+        return unit is not None and unit.search(self.seed.question) is not None
+
+    def _frozen(self, value: Fraction) -> bool:
+        """True for "half" and "50%": solutions lean on x - x/2 == x/2 ("sells half, keeps
+        48/2"), which no other value satisfies, so these stay fixed in text and program alike
+        (the value gets no variable, hence every mention of it keeps its original text)."""
+        return any(
+            (m.kind == "part" and m.value == 2) or (m.kind == "percent" and m.value == 50)
+            for m in self.mentions
+            if m.value == value
+        )
+
+    def _maybe_unit_factor(self, value: Fraction) -> bool:
+        """True when `value` could be an implied conversion factor rather than the stated number.
+
+        "60 pages in 90 minutes" is ambiguous for 90/60; "a 60-minute class" is not: every
+        mention of 60 there carries the unit itself, so the factor is the stated number.
+        """
+        unit = _UNIT_WORDS.get(value)
+        if unit is None or not unit.search(self.seed.question):
+            return False
+        question = self.seed.question
+        return not all(
+            unit.search(m.text)  # "a dozen" names its unit itself
+            or unit.match(question, m.end + len(re.match(r"[\s-]*", question[m.end :])[0]))
+            for m in self.mentions
+            if m.value == value
         )
 
     def _variable(self, mention: Mention) -> _Variable:
@@ -280,11 +345,34 @@ class _Decoupler:
         return var
 
     def _fresh_name(self, hint: str) -> str:
+        # "step..." names are the program's locals; keywords cannot be parameters.
+        if hint.startswith("step") or keyword.iskeyword(hint) or hint == "solution":
+            hint = f"n_{hint}"
         name, n = hint, 2
-        while name in self.names or keyword.iskeyword(name) or name.startswith("step"):
+        while name in self.names:
             name, n = f"{hint}_{n}", n + 1
         self.names.add(name)
         return name
+
+    def _settle_pending(self, answer_index: int) -> None:
+        """Decide literals that equal both a question number and an earlier result.
+
+        Every result a writer computes is there to be used. So when the earlier step's result
+        is used nowhere else, is not the answer, and only this literal could be using it, the
+        literal is that result. Otherwise the seed is rejected: guessing could tie a variant's
+        text to the wrong number.
+        """
+        if not self.pending:
+            return
+        consumers = Counter(n.name for s in self.steps for n in _names(s.expr))
+        claims = Counter(p.step for p in self.pending.values())
+        answer = self.steps[answer_index].name
+        mapping: dict[str, Expr] = {}
+        for key, p in self.pending.items():
+            if consumers[p.step] or claims[p.step] > 1 or p.step == answer:
+                raise _Reject("ambiguous_number", p.detail)
+            mapping[key] = Name(p.step)
+        self.steps = [Step(s.name, _substitute(s.expr, mapping), s.value) for s in self.steps]
 
     def _answer_step(self, gold: Fraction) -> int:
         for index in range(len(self.steps) - 1, -1, -1):
@@ -306,6 +394,7 @@ class _Decoupler:
         self, lines: list[str], line_steps: list[list[int]], answer_index: int
     ) -> str:
         by_value = {v.value: v for v in self.variables.values()}
+        allowed = {v for v in _UNIT_WORDS if self._implied_unit(v)} | set(CONSTANTS)
         out = []
         defined = 0
         for line, indices in zip(lines, line_steps, strict=False):
@@ -313,7 +402,9 @@ class _Decoupler:
             defined = max([defined, *(i + 1 for i in indices)])
             # Prose may restate results computed so far, never later ones.
             known = self.steps[:defined]
-            rewritten = _rewrite_line(line, indices, self.steps, by_value, known, self.mentions)
+            rewritten = _rewrite_line(
+                line, indices, self.steps, by_value, known, self.mentions, allowed
+            )
             if rewritten is not None:
                 out.append(rewritten)
             elif indices:
@@ -329,6 +420,16 @@ class _Decoupler:
         if "part" in kinds:
             skills.append("fractions")
         return skills[:5] or ["arithmetic"]
+
+
+def _substitute(expr: Expr, mapping: dict[str, Expr]) -> Expr:
+    if isinstance(expr, Name):
+        return mapping.get(expr.name, expr)
+    if isinstance(expr, Neg):
+        return Neg(_substitute(expr.operand, mapping))
+    if isinstance(expr, BinOp):
+        return BinOp(expr.op, _substitute(expr.left, mapping), _substitute(expr.right, mapping))
+    return expr
 
 
 def _names(expr: Expr) -> list[Name]:
@@ -387,6 +488,7 @@ def _rewrite_line(
     variables: dict[Fraction, _Variable],
     known: list[Step],
     question_mentions: list[Mention],
+    allowed: set[Fraction],
 ) -> str | None:
     """The line with each annotated calculation rewritten as "expr = {stepN}" and every other
     number in its prose tied to a slot; None when some prose number cannot be tied safely."""
@@ -405,7 +507,7 @@ def _rewrite_line(
             dollar = "$"
             if cut == len(prefix):
                 cut = prefix.rstrip().rfind("$")
-        prose = _prose(prefix[:cut], variables, known, question_mentions)
+        prose = _prose(prefix[:cut], variables, known, question_mentions, allowed)
         if prose is None:
             return None
         step = steps[index]
@@ -417,7 +519,7 @@ def _rewrite_line(
             pos = echo.end()
     if len(matches) > len(indices):
         return None
-    tail = _prose(line[pos:], variables, known, question_mentions)
+    tail = _prose(line[pos:], variables, known, question_mentions, allowed)
     if tail is None:
         return None
     segments.append(tail)
@@ -429,6 +531,7 @@ def _prose(
     variables: dict[Fraction, _Variable],
     known: list[Step],
     question_mentions: list[Mention],
+    allowed: set[Fraction],
 ) -> str | None:
     fixed = {m.value for m in question_mentions if m.value not in variables}
 
@@ -441,7 +544,7 @@ def _prose(
             if m.value in fixed:
                 raise _Unsafe
             return m.slot(results[-1].name)
-        if var is None and not results and (m.value in fixed or m.value in CONSTANTS):
+        if var is None and not results and (m.value in fixed or m.value in allowed):
             return None
         raise _Unsafe
 
@@ -471,11 +574,10 @@ def _name_hint(question: str, mention: Mention) -> str:
         return "times"
     if mention.kind == "part":
         return "parts"
-    if mention.kind == "percent":
-        base = "percent"
-    else:
-        base = "n"
-    for word in re.findall(r"[A-Za-z]+", question[mention.end : mention.end + 40])[:3]:
+    base = "percent" if mention.kind == "percent" else "n"
+    # The hint comes from the same clause: "$100. Betty has" must not name 100 "betty".
+    clause = re.split(r"[.,;:!?]\s", question[mention.end : mention.end + 40])[0]
+    for word in re.findall(r"[A-Za-z]+", clause)[:3]:
         word = word.lower()
         if len(word) > 2 and word not in _STOPWORDS and word.isidentifier():
             return f"{base}_{word}" if base == "percent" else word
@@ -499,7 +601,7 @@ def _variable_spec(var: _Variable) -> VariableSpec:
         n = int(v)
         step = _roundness(n)
         lo, hi = max(1, math.ceil(n / 2)), max(n * 2, n + 3)
-        if "percent" in kinds:
+        if "percent" in kinds and n <= 100:
             step = 10 if n % 10 == 0 else 5 if n % 5 == 0 else 1
             lo, hi = max(step, math.ceil(n / 2)), min(100, max(n * 2, n + 3))
         lo, hi = math.ceil(lo / step) * step, hi // step * step

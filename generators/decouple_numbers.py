@@ -22,11 +22,12 @@ _NUMBER_RE = re.compile(
     r"(?!\d)(?!(?:st|nd|rd|th)\b)(?P<pct>\s?%|\s+percent\b)?"
 )
 
-_UNITS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_UNITS = [
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
+    *("eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen"),
+    *("eighteen", "nineteen"),
+]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _CARDINALS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)}
 _CARDINALS.update({w: 10 * (i + 2) for i, w in enumerate(_TENS)})
 _CARDINALS.update({"a dozen": 12, "a hundred": 100, "a thousand": 1000})

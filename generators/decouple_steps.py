@@ -200,5 +200,41 @@ def parse_annotation(body: str, start: int = 0, end: int = 0) -> Annotation:
 
 
 def find_annotations(text: str) -> list[Annotation]:
-    """Every annotation in a solution text, in order (raises AnnotationError on the first bad one)."""
+    """Every annotation in a solution text, in order.
+
+    Failure modes: AnnotationError for the first annotation that does not parse or evaluate.
+    """
     return [parse_annotation(m["body"], m.start(), m.end()) for m in ANNOTATION_RE.finditer(text)]
+
+
+_NUMBER = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+_PLAIN_EQUATION_RE = re.compile(
+    rf"(?<![\w.,<=$])(?P<lhs>\$?{_NUMBER}(?:\s*[-+*/x×÷]\s*\$?{_NUMBER})+)"
+    rf"\s*=\s*(?P<dollar>\$?)(?P<rhs>{_NUMBER})(?![\d<])"
+)
+
+
+def annotate_plain_equations(solution: str) -> str:
+    """Add annotations to written-out calculations that lack one ("20/4 = $5" in the last line).
+
+    GSM8K writers often leave the final, easiest step unannotated. A calculation is annotated
+    only when it evaluates exactly to the written result; lines that already have an
+    annotation are left alone so the two can never overlap.
+    """
+    out = []
+    for line in solution.split("\n"):
+        if "<<" not in line and not line.lstrip().startswith("####"):
+            line = _PLAIN_EQUATION_RE.sub(_annotate, line)
+        out.append(line)
+    return "\n".join(out)
+
+
+def _annotate(m: re.Match[str]) -> str:
+    expr = re.sub(r"[x×]", "*", m["lhs"]).replace("÷", "/").replace("$", "").replace(",", "")
+    rhs = m["rhs"].replace(",", "")
+    try:
+        if evaluate(parse_expression(expr)) != parse_number(rhs):
+            return m.group(0)
+    except AnnotationError:
+        return m.group(0)
+    return f"{m['lhs']} = {m['dollar']}<<{expr.replace(' ', '')}={rhs}>>{m['rhs']}"

@@ -16,6 +16,17 @@ check the traced value against the record's answer and pick the Lean number type
 Every numeric leaf carries an explicit type ascription, `(24 : ℚ)`, so that elaboration cannot
 fall back to ℕ inside function applications such as `min a b`.
 
+Each node also carries the Python type the program gives it (int, float or Fraction, by
+Python's rules: `int / int` is a float, `Fraction(a, b)` a Fraction) and whether Python's value
+is exactly the traced one. A float node is exact when its inputs are and its exact value is a
+binary double: + - * / are correctly rounded, so they then lose nothing. Conversions that look
+at a float's bits (`int()`, `round()`, `Fraction(x)`, `math.floor`) are only traced on exact
+values, since `int(0.29 * 100)` is 28 in Python but 29 in exact arithmetic.
+
+`from fractions import Fraction` and `import math` (at module level or inside `solution()`)
+bind names and compute nothing; calls are resolved through those bindings, so `Fraction(a, b)`
+is exact ℚ division only when `Fraction` really is `fractions.Fraction`.
+
 Anything that is not straight-line arithmetic (loops, branches, calls other than a few pure
 numeric built-ins, containers, strings) raises UntraceableProgramError naming the construct.
 """
@@ -23,6 +34,7 @@ numeric built-ins, containers, strings) raises UntraceableProgramError naming th
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -34,6 +46,7 @@ from typing import Any, Literal
 from mathsynth.errors import MathsynthError
 
 Domain = Literal["ℕ", "ℤ", "ℚ"]
+PyType = Literal["int", "float", "Fraction"]
 
 # Bounds that keep statements readable and Lean's kernel arithmetic cheap.
 _MAX_LEAVES = 200
@@ -42,7 +55,11 @@ _MAX_DIGITS = 200
 
 _DECIMAL_TEXT = re.compile(r"-?\d+\.\d+")
 _NUMBER_TEXT = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+_STRING_NUMBER = re.compile(r"-?\d+(?:\.\d+|/\d+)?")
 _IMPORTABLE = {"math", "fractions"}
+# Names a program may call without importing them.
+_BUILTINS = {"abs", "min", "max", "sum", "int", "float", "round"}
+_ROUNDING = {"int", "round", "math.floor", "math.ceil", "math.trunc"}
 # Lean precedences: + - 65, * / % 70, ^ 75 (right associative).
 _PRECEDENCE = {"+": 65, "-": 65, "*": 70, "/": 70, "//": 70, "%": 70, "**": 75}
 _PY_OPS: dict[type[ast.operator], str] = {
@@ -63,10 +80,13 @@ class UntraceableProgramError(MathsynthError):
 
 @dataclass(frozen=True, slots=True)
 class Expr:
-    """A node of the traced term; `value` is its exact value, `leaves` its leaf count."""
+    """A node of the traced term; `value` is its exact value, `leaves` its leaf count, `py` the
+    type Python gives it and `exact` whether Python's value equals `value` (floats may not)."""
 
     value: Fraction
     leaves: int = 1
+    py: PyType = "int"
+    exact: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +121,31 @@ def number(value: Any, text: str | None = None) -> Num:
     if isinstance(value, bool):
         raise UntraceableProgramError(f"boolean value {value!r} is not a number")
     if isinstance(value, int | Fraction):
-        return Num(Fraction(value), text=text)
+        py: PyType = "int" if isinstance(value, int) else "Fraction"
+        return Num(Fraction(value), py=py, text=text)
     if isinstance(value, float | Decimal):
         finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
         if not finite:
             raise UntraceableProgramError(f"value {value!r} is not finite")
         spelled = repr(value) if isinstance(value, float) else str(value)
+        exact = _is_double(Fraction(spelled))
         if not _NUMBER_TEXT.fullmatch(spelled):
             # 1e-05 style: keep the exact value, drop the spelling.
-            return Num(Fraction(spelled))
-        return Num(Fraction(spelled), text=spelled if _DECIMAL_TEXT.fullmatch(spelled) else None)
-    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+            return Num(Fraction(spelled), py="float", exact=exact)
+        decimal = spelled if _DECIMAL_TEXT.fullmatch(spelled) else None
+        return Num(Fraction(spelled), py="float", exact=exact, text=decimal)
+    if isinstance(value, str) and _STRING_NUMBER.fullmatch(value.strip()):
+        # "a/b" is how records store Fraction variables (the sandbox decodes them back).
         spelled = value.strip()
-        return Num(Fraction(spelled), text=spelled if _DECIMAL_TEXT.fullmatch(spelled) else None)
+        try:
+            exact_value = Fraction(spelled)
+        except ZeroDivisionError:
+            raise UntraceableProgramError(f"value {value!r} divides by zero") from None
+        if "/" in spelled:
+            return Num(exact_value, py="Fraction")
+        if "." not in spelled:
+            return Num(exact_value, py="int")
+        return Num(exact_value, py="float", exact=_is_double(exact_value), text=spelled)
     raise UntraceableProgramError(f"value {value!r} is not a number")
 
 
@@ -138,7 +170,7 @@ def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
                 " (only solution() is traced)"
             )
         elif isinstance(stmt, ast.Import | ast.ImportFrom):
-            tracer.check_import(stmt)
+            tracer.import_names(stmt)
         elif _is_docstring(stmt):
             continue
         elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
@@ -255,20 +287,37 @@ def _describe(node: ast.AST, where: str = "") -> str:
 
 
 class _Tracer:
-    """Walks statements, keeping the expression bound to each name."""
+    """Walks statements, keeping the expression bound to each name and what imports bound."""
 
     def __init__(self) -> None:
         self.names: dict[str, Expr] = {}
+        # Local name -> what it refers to: "math", "fractions.Fraction", "math.floor", ...
+        self.imported: dict[str, str] = {}
 
-    def check_import(self, stmt: ast.Import | ast.ImportFrom) -> None:
-        modules = (
-            [alias.name for alias in stmt.names]
-            if isinstance(stmt, ast.Import)
-            else [stmt.module or ""]
-        )
+    def import_names(self, stmt: ast.Import | ast.ImportFrom) -> None:
+        """Record the names an import binds; it computes nothing, so it is traced as a no-op.
+
+        Raises UntraceableProgramError for modules other than math/fractions, star and
+        relative imports, and imports that would shadow a variable.
+        """
+        if isinstance(stmt, ast.Import):
+            bound = {(a.asname or a.name): a.name for a in stmt.names}
+            modules = list(bound.values())
+        else:
+            if stmt.level or any(a.name == "*" for a in stmt.names):
+                raise UntraceableProgramError(f"line {stmt.lineno}: relative or star import")
+            module = stmt.module or ""
+            bound = {(a.asname or a.name): f"{module}.{a.name}" for a in stmt.names}
+            modules = [module]
         for module in modules:
             if module not in _IMPORTABLE:
                 raise UntraceableProgramError(f"line {stmt.lineno}: imports {module!r}")
+        for local in bound:
+            if local in self.names:
+                raise UntraceableProgramError(
+                    f"line {stmt.lineno}: import rebinds the variable {local!r}"
+                )
+        self.imported.update(bound)
 
     def bind_arguments(self, args: ast.arguments, variables: Mapping[str, Any]) -> None:
         if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs:
@@ -276,6 +325,7 @@ class _Tracer:
         names = [a.arg for a in args.args]
         defaults = dict(zip(names[len(names) - len(args.defaults) :], args.defaults, strict=True))
         for arg in args.args:
+            self.imported.pop(arg.arg, None)  # a parameter shadows a module-level import
             if arg.arg in variables:
                 self.names[arg.arg] = number(variables[arg.arg])
             elif arg.arg in defaults:
@@ -290,6 +340,9 @@ class _Tracer:
                     raise UntraceableProgramError(f"line {stmt.lineno}: returns nothing")
                 return self.expr(stmt.value)
             if isinstance(stmt, ast.Pass) or _is_docstring(stmt):
+                continue
+            if isinstance(stmt, ast.Import | ast.ImportFrom):
+                self.import_names(stmt)
                 continue
             if isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
                 self.assign(stmt)
@@ -328,6 +381,10 @@ class _Tracer:
         if not isinstance(node, ast.Name):
             line = getattr(node, "lineno", "?")
             raise UntraceableProgramError(f"line {line}: assigns to something other than a name")
+        if node.id in self.imported:
+            raise UntraceableProgramError(
+                f"line {node.lineno}: assigns to the imported name {node.id!r}"
+            )
         return node.id
 
     def expr(self, node: ast.expr) -> Expr:
@@ -344,7 +401,13 @@ class _Tracer:
             if isinstance(node.op, ast.UAdd):
                 return operand
             if isinstance(node.op, ast.USub):
-                return Neg(-operand.value, operand.leaves, operand=operand)
+                return Neg(
+                    -operand.value,
+                    operand.leaves,
+                    py=operand.py,
+                    exact=operand.exact,
+                    operand=operand,
+                )
         if isinstance(node, ast.BinOp):
             op = _PY_OPS.get(type(node.op))
             if op is not None:
@@ -377,10 +440,25 @@ class _Tracer:
                 value = a ** int(b)
         except ZeroDivisionError:
             raise UntraceableProgramError("division by zero") from None
-        return self._checked(BinOp(value, left.leaves + right.leaves, op, left, right))
+        py = _result_type(op, left.py, right.py)
+        exact = left.exact and right.exact
+        if py == "float":
+            # Correct rounding makes + - * / (and pow, in CPython's libm) exact when the exact
+            # result is a double; float // and % go through fmod and are not trusted.
+            exact = exact and op not in ("//", "%") and _is_double(value)
+        node = BinOp(
+            value,
+            left.leaves + right.leaves,
+            py=py,
+            exact=exact,
+            op=op,
+            left=left,
+            right=right,
+        )
+        return self._checked(node)
 
     def _call(self, node: ast.Call) -> Expr:
-        fn = _call_name(node.func)
+        fn = self._callee(node.func)
         if node.keywords:
             raise UntraceableProgramError(f"line {node.lineno}: {fn}() with keyword arguments")
         if fn == "sum" and len(node.args) == 1 and isinstance(node.args[0], ast.List | ast.Tuple):
@@ -390,25 +468,77 @@ class _Tracer:
                 total = self._binop("+", total, item)
             return total
         args = [self.expr(a) for a in node.args]
-        if fn in ("Fraction", "fractions.Fraction") and len(args) in (1, 2):
-            return args[0] if len(args) == 1 else self._binop("/", args[0], args[1])
+        if fn == "fractions.Fraction" and len(args) in (1, 2):
+            return self._fraction(node, args)
         if fn == "float" and len(args) == 1:
-            return args[0]
-        if fn in ("int", "round", "math.floor", "math.ceil", "math.trunc") and len(args) == 1:
+            (arg,) = args
+            exact = arg.exact and _is_double(arg.value)
+            return _retyped(arg, "float", exact)
+        if fn in _ROUNDING and len(args) == 1:
             # Kept only as the identity: on a whole value these change nothing, and Lean has
             # no rounding that matches Python's for the other cases without extra lemmas.
-            if args[0].value.denominator != 1:
+            (arg,) = args
+            if arg.value.denominator != 1:
                 raise UntraceableProgramError(
-                    f"line {node.lineno}: {fn}() rounds the non-integral value {args[0].value}"
+                    f"line {node.lineno}: {fn}() rounds the non-integral value {arg.value}"
                 )
-            return args[0]
+            self._require_exact(node, fn, arg)
+            return _retyped(arg, "int", True)
         if fn == "abs" and len(args) == 1:
-            return self._checked(Call(abs(args[0].value), args[0].leaves, "abs", tuple(args)))
+            (arg,) = args
+            return self._checked(
+                Call(abs(arg.value), arg.leaves, py=arg.py, exact=arg.exact, fn="abs", args=(arg,))
+            )
         if fn in ("min", "max") and len(args) >= 2:
             pick = min if fn == "min" else max
-            leaves = sum(a.leaves for a in args)
-            return self._checked(Call(pick(a.value for a in args), leaves, fn, tuple(args)))
+            chosen = pick(args, key=lambda a: a.value)
+            return self._checked(
+                Call(
+                    chosen.value,
+                    sum(a.leaves for a in args),
+                    py=chosen.py,
+                    # Inexact floats could compare the other way round in Python.
+                    exact=all(a.exact for a in args),
+                    fn=fn,
+                    args=tuple(args),
+                )
+            )
         raise UntraceableProgramError(f"line {node.lineno}: calls {fn}()")
+
+    def _fraction(self, node: ast.Call, args: list[Expr]) -> Expr:
+        """`Fraction(a, b)` is exact division (Python only accepts int/Fraction there);
+        `Fraction(x)` is x itself, provided a float x holds exactly the traced value."""
+        if len(args) == 2:
+            if any(a.py == "float" for a in args):
+                raise UntraceableProgramError(
+                    f"line {node.lineno}: Fraction() of a float numerator or denominator"
+                )
+            return _retyped(self._binop("/", args[0], args[1]), "Fraction", True)
+        (arg,) = args
+        self._require_exact(node, "Fraction", arg)
+        return _retyped(arg, "Fraction", True)
+
+    def _require_exact(self, node: ast.Call, fn: str, arg: Expr) -> None:
+        if not arg.exact:
+            raise UntraceableProgramError(
+                f"line {node.lineno}: {fn}() of a float computation that binary floating point"
+                f" does not represent exactly ({arg.value})"
+            )
+
+    def _callee(self, func: ast.expr) -> str:
+        """The qualified name a call refers to ("fractions.Fraction"), through the imports."""
+        if isinstance(func, ast.Name):
+            if func.id in self.names:
+                raise UntraceableProgramError(f"line {func.lineno}: calls the value {func.id!r}")
+            if func.id in self.imported:
+                return self.imported[func.id]
+            return func.id if func.id in _BUILTINS else f"{func.id} (not imported)"
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            module = self.imported.get(func.value.id)
+            if module in _IMPORTABLE:
+                return f"{module}.{func.attr}"
+            return f"{func.value.id}.{func.attr}"
+        return "<expression>"
 
     def _checked(self, expr: Expr) -> Expr:
         if expr.leaves > _MAX_LEAVES:
@@ -419,9 +549,23 @@ class _Tracer:
         return expr
 
 
-def _call_name(func: ast.expr) -> str:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-        return f"{func.value.id}.{func.attr}"
-    return "<expression>"
+def _result_type(op: str, left: PyType, right: PyType) -> PyType:
+    """Python's type for `left op right` (`/` of two ints is a float; Fraction // is an int)."""
+    if "float" in (left, right):
+        return "float"
+    if "Fraction" in (left, right):
+        return "int" if op == "//" else "Fraction"
+    return "float" if op == "/" else "int"
+
+
+def _retyped(expr: Expr, py: PyType, exact: bool) -> Expr:
+    """The same term after a value-preserving conversion (float(), int(), Fraction())."""
+    return dataclasses.replace(expr, py=py, exact=exact)
+
+
+def _is_double(value: Fraction) -> bool:
+    """Whether a binary64 float holds exactly this value."""
+    try:
+        return Fraction(float(value)) == value
+    except OverflowError:
+        return False

@@ -35,7 +35,9 @@ from generators.mugglemath import (
     Composition,
     ReasoningPath,
     compatible_slots,
+    count_usage,
     program_answer,
+    run_in_rounds,
     sandbox_job,
 )
 from generators.sampling import UnsatisfiableSpecError, encode_variables, sample_values
@@ -154,19 +156,24 @@ class MathScaleOffline(Stage):
 
         singles = [(k, p) for k, p in enumerate(plans) if p.composition is None]
         draws: list[list[dict[str, Any]]] = []
-        jobs: list[SandboxJob] = []
-        for k, plan in singles:
+        for _, plan in singles:
             try:
-                values = [sample_values(plan.first, plan.rng) for _ in range(self.attempts)]
+                draws.append([sample_values(plan.first, plan.rng) for _ in range(self.attempts)])
             except UnsatisfiableSpecError:
-                values = []
-            draws.append(values)
-            jobs.extend(sandbox_job(f"{k}:{i}", plan.first, v) for i, v in enumerate(values))
-        self.stat_update("sandbox_runs", len(jobs))
-        results = iter(self.sandbox.run(jobs) if jobs else [])
+                draws.append([])
+        candidates = [
+            [sandbox_job(f"{k}:{i}", plan.first, v) for i, v in enumerate(values)]
+            for (k, plan), values in zip(singles, draws, strict=True)
+        ]
+
+        def decide(j: int, results: list[SandboxResult], final: bool) -> Record | None:
+            k, plan = singles[j]
+            return self._single(tasks[k], plan, draws[j], results, final)
+
         outcomes: dict[int, Record] = {}
-        for (k, plan), values in zip(singles, draws, strict=True):
-            outcomes[k] = self._single(tasks[k], plan, values, [next(results) for _ in values])
+        chosen = run_in_rounds(self.sandbox, candidates, decide, self)
+        for (k, _), record in zip(singles, chosen, strict=True):
+            outcomes[k] = record
 
         composer = Composer(self.sandbox, self.attempts)
         pairs = [(k, p, p.composition) for k, p in enumerate(plans) if p.composition is not None]
@@ -194,13 +201,16 @@ class MathScaleOffline(Stage):
         plan: WalkPlan,
         draws: list[dict[str, Any]],
         results: list[SandboxResult],
-    ) -> Record:
+        final: bool,
+    ) -> Record | None:
         last = "no draw"
         for values, result in zip(draws, results, strict=True):
             draft = render_variant(plan.first, values, result)
             if isinstance(draft, Draft):
                 return self._problem(task, plan, plan.first, draft, plan.first.program)
             last = draft[1]
+        if not final:
+            return None
         return self._reject(task, plan, "no_valid_draw", f"{plan.first.id}: {last}")
 
     def _composed(
@@ -312,7 +322,7 @@ def extract_concepts(
         if isinstance(result, LLMRequestError):
             rejected.append(result.to_rejection(stage.name, record))
             continue
-        _count_usage(stage, result)
+        count_usage(stage, result)
         try:
             data = extract_json_object(result[0].text, ("topics", "knowledge_points"))
             topics = _names(data["topics"], 2)
@@ -334,14 +344,6 @@ def _names(value: Any, limit: int) -> list[str]:
     if not isinstance(value, list):
         return []
     return [str(v).strip() for v in value if str(v).strip()][:limit]
-
-
-def _count_usage(stage: Stage, completions: list[Completion]) -> None:
-    for c in completions:
-        if not c.cached:
-            stage.stat_update("tokens_in", c.tokens_in)
-            stage.stat_update("tokens_out", c.tokens_out)
-            stage.stat_update("cost_usd_micros", round(c.cost_usd * 1_000_000))
 
 
 class MathScaleLLM(Stage):
@@ -398,7 +400,7 @@ class MathScaleLLM(Stage):
             if isinstance(reply, LLMRequestError):
                 outcomes[pos] = reply.to_rejection(self.name, record)
                 continue
-            _count_usage(self, reply)
+            count_usage(self, reply)
             text = reply[0].text
             match = _QUESTION.search(text)
             try:

@@ -26,10 +26,10 @@ import ast
 import random
 import re
 import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 from generators.infinitymath import ANSWER_LINE, Draft, render_variant
 from generators.llm import (
@@ -57,6 +57,7 @@ from verifiers.answers import AnswerChecker
 from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
 GENERATOR = "mugglemath"
+R = TypeVar("R")
 OFFLINE_STRATEGIES = ("change_numbers", "percent_restatement", "compose")
 
 # A redrawn number counts as "changed" only when it moved this share of its range away from
@@ -125,34 +126,50 @@ def compatible_slots(a: SeedSpec, b: SeedSpec) -> list[str]:
     return slots
 
 
-def plan_mugglemath(seeds: Iterable[Seed], variants: int, seed: int) -> list[SeedTask]:
-    """`variants` tasks per templated seed, cycling through the strategies that apply to it.
+def compose_partners(spec: SeedSpec, pool: Iterable[Seed]) -> list[tuple[SeedSpec, str]]:
+    """(partner, slot) pairs of the pool that can take `spec`'s answer."""
+    return [
+        (other.spec, slot)
+        for other in pool
+        if other.spec is not None
+        for slot in compatible_slots(spec, other.spec)
+    ]
 
-    The strategy, and for compose the partner seed and slot, are stored in the task's
-    `seed.meta["mugglemath"]` so the stage needs nothing beyond the task itself.
+
+def plan_strategy(
+    seed: Seed, index: int, partners: Sequence[tuple[SeedSpec, str]], global_seed: int
+) -> dict[str, Any]:
+    """Strategy of task `index`: round robin over those that apply to the seed; for compose,
+    a partner and slot drawn from (global seed, seed id, index)."""
+    assert seed.spec is not None
+    strategies = ["change_numbers"]
+    if percent_slots(seed.spec) or fraction_slots(seed.spec):
+        strategies.append("percent_restatement")
+    if partners:
+        strategies.append("compose")
+    strategy = strategies[index % len(strategies)]
+    plan: dict[str, Any] = {"strategy": strategy}
+    if strategy == "compose":
+        rng = random.Random(content_id(global_seed, GENERATOR, "plan", seed.id, index))
+        partner, slot = rng.choice(list(partners))
+        plan.update(partner=partner.model_dump(mode="json"), slot=slot)
+    return plan
+
+
+def plan_mugglemath(seeds: Iterable[Seed], variants: int, seed: int) -> list[SeedTask]:
+    """`variants` tasks per templated seed, with their plans (see `plan_strategy`) stored in
+    `seed.meta["mugglemath"]`, so the stage needs nothing beyond the task itself.
+
+    A stage given the same seeds as `pool` makes the same plan for a bare SeedTask, so a flow
+    may also build tasks from (seed, index) alone.
     """
     templated = [s for s in seeds if s.spec is not None]
     tasks = []
     for s in templated:
         assert s.spec is not None
-        partners = [
-            (other.spec, slot)
-            for other in templated
-            if other.spec is not None
-            for slot in compatible_slots(s.spec, other.spec)
-        ]
-        strategies = ["change_numbers"]
-        if percent_slots(s.spec) or fraction_slots(s.spec):
-            strategies.append("percent_restatement")
-        if partners:
-            strategies.append("compose")
+        partners = compose_partners(s.spec, templated)
         for i in range(variants):
-            strategy = strategies[i % len(strategies)]
-            plan: dict[str, Any] = {"strategy": strategy}
-            if strategy == "compose":
-                rng = random.Random(content_id(seed, GENERATOR, "plan", s.id, i))
-                partner, slot = rng.choice(partners)
-                plan.update(partner=partner.model_dump(mode="json"), slot=slot)
+            plan = plan_strategy(s, i, partners, seed)
             planned = s.model_copy(update={"meta": {**s.meta, GENERATOR: plan}})
             tasks.append(SeedTask(generator=GENERATOR, seed=planned, index=i))
     return tasks
@@ -303,19 +320,21 @@ class _Restated:
     denominator: int
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Attempt:
-    """One candidate of one task, with the sandbox jobs that decide it."""
+    """One candidate draw of one task; `slot` is the variable to restate, if any."""
 
     values: dict[str, Any]
     job: SandboxJob
-    extra: dict[str, Any]
+    slot: str | None = None
 
 
 class MuggleMathOffline(Stage):
-    """Source generator: planned SeedTasks → augmented Problems (or Rejections).
+    """Source generator: SeedTasks → augmented Problems (or Rejections).
 
-    Tasks without a plan (built by hand) get change_numbers. Rejection reasons:
+    A task planned by `plan_mugglemath` carries its plan; a bare (seed, index) task is planned
+    here the same way, with compose partners drawn from `pool` (the build's seeds; without a
+    pool, compose is never chosen). Rejection reasons:
     not_templated, unknown_strategy, not_restatable, no_valid_draw (every attempt failed its
     constraints, execution or text rendering), no_compatible_draw (compose: A's answers never
     fit B's slot, or B failed with them), compose_mismatch (the composed program disagreed
@@ -329,17 +348,20 @@ class MuggleMathOffline(Stage):
         sandbox: Sandbox,
         seed: int = 0,
         *,
+        pool: Iterable[Seed] = (),
         attempts: int = 12,
         config_hash: str = "",
     ) -> None:
         super().__init__()
         self.sandbox = sandbox
         self.global_seed = seed
+        self.pool = [s for s in pool if s.spec is not None]
         self.attempts = attempts
         self.config_hash = config_hash
+        self._partners: dict[str, list[tuple[SeedSpec, str]]] = {}
 
     def run(self, records: Iterable[SeedTask]) -> Iterator[Record]:  # type: ignore[override]
-        tasks = [t for t in records if t.seed is not None]
+        tasks = [self._planned(t) for t in records if t.seed is not None]
         outcomes: dict[int, Record] = {}
         singles: list[tuple[int, SeedTask, list[_Attempt]]] = []
         compositions: list[tuple[int, SeedTask, Composition]] = []
@@ -352,10 +374,14 @@ class MuggleMathOffline(Stage):
             else:
                 singles.append((pos, task, prepared))
 
-        jobs = [a.job for _, _, attempts in singles for a in attempts]
-        results = iter(self._execute(jobs))
-        for pos, task, attempts in singles:
-            outcomes[pos] = self._choose(task, attempts, [next(results) for _ in attempts])
+        def decide(k: int, results: list[SandboxResult], final: bool) -> Record | None:
+            _, task, attempts = singles[k]
+            return self._choose(task, attempts[: len(results)], results, final)
+
+        candidates = [[a.job for a in attempts] for _, _, attempts in singles]
+        chosen = run_in_rounds(self.sandbox, candidates, decide, self)
+        for (pos, _, _), record in zip(singles, chosen, strict=True):
+            outcomes[pos] = record
 
         composer = Composer(self.sandbox, self.attempts)
         requests = [(comp, self._rng(task, "compose")) for _, task, comp in compositions]
@@ -372,14 +398,26 @@ class MuggleMathOffline(Stage):
 
     # ------------------------------------------------------------------ per strategy
 
+    def _planned(self, task: SeedTask) -> SeedTask:
+        """The task with its plan: the planner's if it has one, else made from the pool."""
+        seed = task.seed
+        if seed is None or seed.spec is None or GENERATOR in seed.meta:
+            return task
+        partners = self._partners.get(seed.id)
+        if partners is None:
+            partners = self._partners[seed.id] = compose_partners(seed.spec, self.pool)
+        plan = plan_strategy(seed, task.index, partners, self.global_seed)
+        planned = seed.model_copy(update={"meta": {**seed.meta, GENERATOR: plan}})
+        return task.model_copy(update={"seed": planned})
+
     def _prepare(self, task: SeedTask) -> list[_Attempt] | Composition | Rejection:
         seed = task.seed
         assert seed is not None
-        plan = seed.meta.get(GENERATOR, {"strategy": "change_numbers"})
-        strategy = plan.get("strategy")
         if seed.spec is None:
             return self._reject(task, "not_templated", f"seed {seed.id} has no program template")
         spec = seed.spec
+        strategy = seed.meta[GENERATOR]["strategy"]
+        plan = seed.meta[GENERATOR]
         rng = self._rng(task, strategy)
         try:
             if strategy == "change_numbers":
@@ -419,20 +457,21 @@ class MuggleMathOffline(Stage):
         return values
 
     def _attempt(
-        self, task: SeedTask, spec: SeedSpec, values: dict[str, Any], i: int, **extra: Any
+        self,
+        task: SeedTask,
+        spec: SeedSpec,
+        values: dict[str, Any],
+        i: int,
+        slot: str | None = None,
     ) -> _Attempt:
-        job = SandboxJob(
-            id=f"{task.seed.id if task.seed else ''}:{task.index}:{i}",
-            code=spec.program,
-            kwargs=values,
-            capture_locals=True,
-            checks=list(spec.constraints),
-        )
-        return _Attempt(values, job, extra)
+        job_id = f"{task.seed.id if task.seed else ''}:{task.index}:{i}"
+        return _Attempt(values, sandbox_job(job_id, spec, values), slot)
 
     def _choose(
-        self, task: SeedTask, attempts: list[_Attempt], results: list[SandboxResult]
-    ) -> Record:
+        self, task: SeedTask, attempts: list[_Attempt], results: list[SandboxResult], final: bool
+    ) -> Record | None:
+        """The first acceptable attempt (for restatements: the first with a simple fraction);
+        None while not `final` and nothing is acceptable yet."""
         seed = task.seed
         assert seed is not None and seed.spec is not None
         spec = seed.spec
@@ -444,21 +483,23 @@ class MuggleMathOffline(Stage):
             if not isinstance(draft, Draft):
                 last = draft
                 continue
-            if "slot" not in attempt.extra:
+            if attempt.slot is None:
                 if attempt.values == original:
                     last = ("no_valid_draw", "draw equals the original numbers")
                     continue
                 return self._problem(task, "change_numbers", draft, restate(draft.question))
-            restated = self._restated(spec, attempt.extra["slot"], draft)
+            restated = self._restated(spec, attempt.slot, draft)
             if restated is None:
-                last = ("not_restatable", f"{attempt.extra['slot']} has no exact restatement")
+                last = ("not_restatable", f"{attempt.slot} has no exact restatement")
                 continue
             problem = self._problem(task, "percent_restatement", restated, restated.question)
             problem.difficulty = min(5, spec.difficulty + 1)
-            problem.provenance["restated"] = attempt.extra["slot"]
+            problem.provenance["restated"] = attempt.slot
             if restated.denominator <= _NICE_DENOMINATOR:
                 return problem
             fallback = fallback or problem
+        if not final:
+            return None
         if fallback is not None:
             return fallback
         reason, detail = last
@@ -471,6 +512,8 @@ class MuggleMathOffline(Stage):
         value = Fraction(str(draft.values[slot]))
         if slot in percent_slots(spec):
             frac = value / 100
+            if frac.denominator == 1:  # 100% as "1/1" restates nothing
+                return None
             pattern = re.compile(_slot_pattern(slot).pattern + r"\s?(%|percent\b)")
             template = pattern.sub(_fraction_text(frac), spec.question)
             step = f"{_fraction_text(frac)} * 100 = {format_number(value)}"
@@ -543,10 +586,6 @@ class MuggleMathOffline(Stage):
         seed_id = task.seed.id if task.seed else None
         return random.Random(content_id(self.global_seed, GENERATOR, strategy, seed_id, task.index))
 
-    def _execute(self, jobs: list[SandboxJob]) -> list[SandboxResult]:
-        self.stat_update("sandbox_runs", len(jobs))
-        return self.sandbox.run(jobs) if jobs else []
-
     def _reject(self, task: SeedTask, reason: str, detail: str) -> Rejection:
         seed = task.seed
         plan = seed.meta.get(GENERATOR, {}) if seed else {}
@@ -557,6 +596,37 @@ class MuggleMathOffline(Stage):
             "partner": plan.get("partner", {}).get("id") if plan.get("partner") else None,
         }
         return Rejection(self.name, reason, detail, record)
+
+
+# --------------------------------------------------------------------------- rounds
+
+# Candidates run in two rounds: most tasks are decided by one of their first few draws, so
+# the rest are executed only for tasks still undecided. Draws are made up front and judged in
+# order, so the outcome is the same as running all of them.
+FIRST_ROUND = 3
+
+Decide = Callable[[int, list[SandboxResult], bool], R | None]
+
+
+def run_in_rounds(
+    sandbox: Sandbox, candidates: Sequence[Sequence[SandboxJob]], decide: Decide[R], stage: Stage
+) -> list[R]:
+    """Execute each task's candidate jobs until `decide(task, results, final)` returns a
+    result; with `final` True (all candidates ran) it must return one."""
+    out: dict[int, R] = {}
+    seen: dict[int, list[SandboxResult]] = {k: [] for k in range(len(candidates))}
+    for lo, hi in ((0, FIRST_ROUND), (FIRST_ROUND, None)):
+        todo = [k for k in range(len(candidates)) if k not in out]
+        jobs = [job for k in todo for job in candidates[k][lo:hi]]
+        stage.stat_update("sandbox_runs", len(jobs))
+        results = iter(sandbox.run(jobs) if jobs else [])
+        for k in todo:
+            seen[k].extend(next(results) for _ in candidates[k][lo:hi])
+            final = len(seen[k]) == len(candidates[k])
+            decided = decide(k, seen[k], final)
+            if decided is not None:
+                out[k] = decided
+    return [out[k] for k in range(len(candidates))]
 
 
 # --------------------------------------------------------------------------- composer
@@ -738,6 +808,15 @@ Problem:
 
 # Reasoning paths are sampled hotter than the rewrite so that they can disagree.
 PATH_TEMPERATURE = 0.9
+
+
+def count_usage(stage: Stage, completions: Sequence[Completion]) -> None:
+    """Add fresh (not cached) tokens and cost to a stage's stats for its artifact table."""
+    for c in completions:
+        if not c.cached:
+            stage.stat_update("tokens_in", c.tokens_in)
+            stage.stat_update("tokens_out", c.tokens_out)
+            stage.stat_update("cost_usd_micros", round(c.cost_usd * 1_000_000))
 
 
 def program_answer(result: Any) -> str | None:
@@ -986,13 +1065,8 @@ class MuggleMathLLM(Stage):
         results = self.client.complete_many(requests)
         self.stat_update("llm_requests", len(requests))
         for result in results:
-            if isinstance(result, LLMRequestError):
-                continue
-            for c in result:
-                if not c.cached:
-                    self.stat_update("tokens_in", c.tokens_in)
-                    self.stat_update("tokens_out", c.tokens_out)
-                    self.stat_update("cost_usd_micros", round(c.cost_usd * 1_000_000))
+            if not isinstance(result, LLMRequestError):
+                count_usage(self, result)
         return results
 
     def _record(self, task: SeedTask) -> dict[str, Any]:

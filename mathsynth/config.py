@@ -82,6 +82,8 @@ class BuildConfig(BaseSettings):
     out: Path | None = Field(None, description="default: ./data/<name>")
     generators: list[str] = Field(default_factory=lambda: list(GENERATORS))
     variants: int = Field(128, ge=1, description="InfinityMATH variants per seed")
+    mugglemath_variants: int = Field(16, ge=1, description="MuggleMath questions per seed")
+    mathscale_samples: int = Field(1024, ge=1, description="MathScale concept walks")
     seed: int = 0
     batch_size: int = Field(1000, ge=1, description="records per Prefect task")
     max_workers: int = Field(2, ge=1, description="Prefect task runner threads")

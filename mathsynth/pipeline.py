@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from generators.infinitymath import InstantiateVariants
-from generators.seeds.spec import Seed, SeedTask, bundled_seeds
+from generators.seeds.spec import Seed, SeedSpec, SeedTask, bundled_seeds
 from mathsynth.config import BuildConfig
-from mathsynth.records import Record
+from mathsynth.records import Record, Rejection
 from mathsynth.stage import Stage, run_pipeline
 from storage.catalog import Catalog
 from storage.shards import write_batch_shards
@@ -26,7 +26,6 @@ from verifiers.exec_check import ExecVerifier
 from verifiers.sandbox import Sandbox
 
 SOURCE_GENERATORS = ("infinitymath", "mugglemath", "mathscale")
-DERIVED_GENERATORS = ("rise", "formalize")
 
 
 # A unit is (seed position in the build's seed list or None, first index, stop index): the
@@ -90,6 +89,8 @@ class BuildContext:
 
 
 def open_context(config: BuildConfig, run_id: str) -> BuildContext:
+    """Start the build's shared resources: sandbox, and where configured the Lean backend,
+    the LLM client (with its request cache in the output dir) and the answer checker."""
     out = config.out_dir
     sandbox = Sandbox(
         workers=config.sandbox.workers,
@@ -104,21 +105,75 @@ def open_context(config: BuildConfig, run_id: str) -> BuildContext:
 
             # One backend per build: a REPL start re-imports Mathlib, far too slow per batch.
             ctx.extra["lean"] = make_lean_backend(config.lean)
+        if config.llm.configured:
+            from generators.llm import LLMClient
+            from verifiers.answers import AnswerChecker
+
+            ctx.extra["llm"] = LLMClient(config.llm, config.api_key(), out / LLM_CACHE_NAME)
+            ctx.extra["checker"] = AnswerChecker()
     except BaseException:
         ctx.close()
         raise
     return ctx
 
 
+LLM_CACHE_NAME = "llm_cache.sqlite"
+CONCEPT_GRAPH_DIR = "concept_graph"
+
+
 # -- planning ---------------------------------------------------------------------------------
 
 
 def load_seeds(config: BuildConfig, ctx: BuildContext) -> tuple[list[Seed], list[Record]]:
-    """Seeds for this build and the rejections found while reading them."""
+    """Seeds for this build and the rejections found while reading and decoupling them.
+
+    Dataset seeds are decoupled offline from their calculator annotations; with an LLM
+    configured, the seeds that path cannot handle get one LLM decoupling attempt.
+    """
     if config.seeds is None:
         seeds = bundled_seeds()
         return (seeds[: config.max_seeds] if config.max_seeds else seeds), []
-    raise NotImplementedError("dataset seeds are wired in by the readers module")
+    from generators.decouple_check import decouple_many
+    from generators.seeds.readers import read_seeds
+
+    read: list[Seed] = []
+    rejected: list[Record] = []
+    for item in read_seeds(config.seeds, config.max_seeds):
+        (read if isinstance(item, Seed) else rejected).append(item)
+    templated: list[Seed] = []
+    undecoupled: list[tuple[Seed, str, str]] = []
+    for seed, outcome in decouple_many(read, ctx.sandbox):
+        if isinstance(outcome, SeedSpec):
+            templated.append(seed.model_copy(update={"spec": outcome}))
+        else:
+            undecoupled.append((seed, outcome.reason, outcome.detail))
+    llm = ctx.extra.get("llm")
+    if llm is not None and undecoupled:
+        from generators.llm_decouple import decouple_with_llm
+
+        seeds_left = [seed for seed, _, _ in undecoupled]
+        for seed, result in zip(
+            seeds_left,
+            decouple_with_llm(seeds_left, llm, ctx.sandbox, ctx.extra["checker"]),
+            strict=True,
+        ):
+            if isinstance(result, SeedSpec):
+                templated.append(seed.model_copy(update={"spec": result}))
+            else:
+                rejected.append(result)
+    else:
+        rejected.extend(
+            Rejection(
+                "decouple",
+                reason,
+                detail,
+                {"seed_id": s.id, "source": s.source, "line": s.line, "question": s.question},
+            )
+            for s, reason, detail in undecoupled
+        )
+    order = {seed.id: i for i, seed in enumerate(read)}
+    templated.sort(key=lambda seed: order[seed.id])
+    return templated, rejected
 
 
 def pack_batches(units: list[Unit], generator: str, batch_size: int, first: int) -> list[Batch]:
@@ -141,35 +196,98 @@ def pack_batches(units: list[Unit], generator: str, batch_size: int, first: int)
     return batches
 
 
-def plan_batches(config: BuildConfig, seeds: list[Seed], pre_rejected: list[Record]) -> list[Batch]:
+def plan_batches(ctx: BuildContext, pre_rejected: list[Record]) -> list[Batch]:
     """Every batch of the build, numbered in a fixed order: the plan of a rerun is identical."""
     batches: list[Batch] = []
-    for generator in config.generators:
+    rejected = list(pre_rejected)
+    for generator in ctx.config.generators:
         planner = PLANNERS.get(generator)
         if planner is None:
             continue
-        units = planner(config, seeds)
-        batches.extend(pack_batches(units, generator, config.batch_size, len(batches)))
-    if pre_rejected:
-        batches.append(Batch(len(batches), "read_seeds", records=tuple(pre_rejected)))
+        units, planning_rejections = planner(ctx)
+        rejected.extend(planning_rejections)
+        batches.extend(pack_batches(units, generator, ctx.config.batch_size, len(batches)))
+    if rejected:
+        batches.append(Batch(len(batches), "read_seeds", records=tuple(rejected)))
     return batches
 
 
-def _plan_infinitymath(config: BuildConfig, seeds: list[Seed]) -> list[Unit]:
-    return [(i, 0, config.variants) for i, seed in enumerate(seeds) if seed.spec is not None]
+def _per_seed_units(ctx: BuildContext, count: int) -> list[Unit]:
+    return [(i, 0, count) for i, seed in enumerate(ctx.seeds) if seed.spec is not None]
 
 
-Planner = Callable[[BuildConfig, list[Seed]], list[Unit]]
-PLANNERS: dict[str, Planner] = {"infinitymath": _plan_infinitymath}
+def _plan_infinitymath(ctx: BuildContext) -> tuple[list[Unit], list[Record]]:
+    return _per_seed_units(ctx, ctx.config.variants), []
+
+
+def _plan_mugglemath(ctx: BuildContext) -> tuple[list[Unit], list[Record]]:
+    return _per_seed_units(ctx, ctx.config.mugglemath_variants), []
+
+
+def _plan_mathscale(ctx: BuildContext) -> tuple[list[Unit], list[Record]]:
+    """Build (or extend) the concept graph, persist it, and plan the walks.
+
+    The graph lives in OUT/concept_graph and is reused by later builds in the same directory;
+    with an LLM, concepts come from extraction (each seed asked once, cached), else from the
+    seeds' own tags.
+    """
+    from generators.concept_graph import ConceptGraph
+    from generators.mathscale import extract_concepts, graph_from_seeds, plan_mathscale
+    from storage.concept_graph_store import load_concept_graph, save_concept_graph
+
+    graph_dir = ctx.out / CONCEPT_GRAPH_DIR
+    graph = load_concept_graph(graph_dir) or ConceptGraph()
+    rejected: list[Record] = []
+    llm = ctx.extra.get("llm")
+    if llm is not None:
+        # Rejections of the extraction step are reported under the generator's own name.
+        extraction = Stage()
+        extraction.name = "mathscale"
+        rejected.extend(extract_concepts(llm, ctx.seeds, graph, extraction))
+    else:
+        graph_from_seeds(ctx.seeds, graph)
+    save_concept_graph(graph, graph_dir)
+    ctx.extra["concept_graph"] = graph
+    n = ctx.config.mathscale_samples
+    plan_mathscale(graph, n)  # raises ConfigError when the graph cannot be walked
+    step = max(1, ctx.config.batch_size)
+    return [(None, start, min(start + step, n)) for start in range(0, n, step)], rejected
+
+
+Planner = Callable[[BuildContext], tuple[list[Unit], list[Record]]]
+PLANNERS: dict[str, Planner] = {
+    "infinitymath": _plan_infinitymath,
+    "mugglemath": _plan_mugglemath,
+    "mathscale": _plan_mathscale,
+}
 
 
 # -- running ----------------------------------------------------------------------------------
 
 
 def source_stage(ctx: BuildContext, generator: str) -> Stage:
+    """The generator stage for a batch: the LLM-driven variant when an LLM is configured."""
+    cfg, llm, checker = ctx.config, ctx.extra.get("llm"), ctx.extra.get("checker")
     if generator == "infinitymath":
-        return InstantiateVariants(
-            ctx.sandbox, global_seed=ctx.config.seed, config_hash=ctx.config_hash
+        return InstantiateVariants(ctx.sandbox, global_seed=cfg.seed, config_hash=ctx.config_hash)
+    if generator == "mugglemath":
+        from generators.mugglemath import MuggleMathLLM, MuggleMathOffline
+
+        if llm is not None:
+            return MuggleMathLLM(
+                llm, ctx.sandbox, checker, cfg.llm, cfg.seed, config_hash=ctx.config_hash
+            )
+        return MuggleMathOffline(ctx.sandbox, cfg.seed, pool=ctx.seeds, config_hash=ctx.config_hash)
+    if generator == "mathscale":
+        from generators.mathscale import MathScaleLLM, MathScaleOffline
+
+        graph = ctx.extra["concept_graph"]
+        if llm is not None:
+            return MathScaleLLM(
+                llm, ctx.sandbox, checker, graph, cfg.seed, config_hash=ctx.config_hash
+            )
+        return MathScaleOffline(
+            ctx.sandbox, graph, ctx.seeds, cfg.seed, config_hash=ctx.config_hash
         )
     raise KeyError(generator)
 
@@ -181,14 +299,19 @@ def derived_stages(ctx: BuildContext) -> list[Stage]:
     Problems that were really verified.
     """
     stages: list[Stage] = []
+    llm = ctx.extra.get("llm")
     if "rise" in ctx.config.generators:
         from generators.rise import RiseErrorInjection
 
-        stages.append(RiseErrorInjection(ctx.config.seed, llm=ctx.extra.get("llm")))
+        stages.append(RiseErrorInjection(ctx.config.seed, llm=llm))
     if "formalize" in ctx.config.generators:
         from generators.formalize import Formalize
 
         stages.append(Formalize(ctx.extra.get("lean"), seed=ctx.config.seed))
+        if llm is not None:
+            from generators.formalize_language import FormalizeFromLanguage
+
+            stages.append(FormalizeFromLanguage(llm, ctx.extra.get("lean"), ctx.config.seed))
     return stages
 
 
@@ -217,6 +340,8 @@ def run_batch(ctx: BuildContext, batch: Batch, done: set[int] | None = None) -> 
     def counted(stream: Iterable[Record]) -> Iterator[Record]:
         for record in stream:
             counts[record.table] += 1
+            if isinstance(record, Rejection):
+                counts[f"rejected.{record.stage}"] += 1
             yield record
 
     shards = write_batch_shards(ctx.out, batch.number, counted(records))

@@ -14,6 +14,10 @@ from collections.abc import Iterable, Iterator
 from mathsynth.errors import MissingDependencyError
 from mathsynth.records import Record
 
+# Stages that derive extra rows (pairs, statements) from problems that were already accepted:
+# their rejections say nothing about a source generator's acceptance rate.
+DERIVED_STAGES = ("rise", "rise_self_edit", "formalize", "formalize_llm")
+
 
 class Stage:
     """Base class for generators and verifiers.

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mathsynth.errors import InputFileError
+from mathsynth.stage import DERIVED_STAGES
 from storage.catalog import CATALOG_NAME, Catalog
 from storage.schemas import TABLES
 
@@ -32,14 +33,9 @@ def dataset_stats(out: Path) -> dict[str, Any]:
     tables = {
         t: (catalog.query(f"SELECT count(*) FROM {t}")[0][0] if has[t] else 0) for t in TABLES
     }
-    batch_rows = catalog.query(
-        "SELECT generator, sum(coalesce(CAST(counts->>'sft' AS BIGINT), 0)), "
-        "sum(coalesce(CAST(counts->>'rejected' AS BIGINT), 0)) FROM batches "
-        "GROUP BY generator ORDER BY generator"
-    )
     cost = _llm_cost_by_generator(catalog)
     acceptance = []
-    for generator, accepted, rejected_n in batch_rows:
+    for generator, accepted, rejected_n in _accepted_and_rejected(catalog):
         total = int(accepted) + int(rejected_n)
         spent = cost.get(generator)
         acceptance.append(
@@ -54,6 +50,21 @@ def dataset_stats(out: Path) -> dict[str, Any]:
     return {"sft": sft, "rejected": rejected, "tables": tables, "acceptance": acceptance}
 
 
+def _accepted_and_rejected(catalog: Catalog) -> list[tuple[str, int, int]]:
+    """Per source generator: sft rows kept, and rows its own stages (generation, reading,
+    exec verification) rejected. Rejections by derived stages (RISE, formalize) are excluded:
+    they judge pairs/statements made from rows that were already accepted."""
+    totals: dict[str, list[int]] = {}
+    for generator, counts in catalog.query("SELECT generator, counts FROM batches"):
+        acc = totals.setdefault(generator, [0, 0])
+        for key, value in json.loads(counts or "{}").items():
+            if key == "sft":
+                acc[0] += value
+            elif key.startswith("rejected.") and key[len("rejected.") :] not in DERIVED_STAGES:
+                acc[1] += value
+    return [(g, a, r) for g, (a, r) in sorted(totals.items())]
+
+
 def _llm_cost_by_generator(catalog: Catalog) -> dict[str, float]:
     """USD spent per generator, summed over batches' `<generator>.cost_usd_micros` stats."""
     spent: dict[str, float] = {}
@@ -62,3 +73,15 @@ def _llm_cost_by_generator(catalog: Catalog) -> dict[str, float]:
             if key.endswith("cost_usd_micros"):
                 spent[generator] = spent.get(generator, 0.0) + value / 1e6
     return spent
+
+
+def generator_table(catalog: Catalog, generator: str) -> list[dict[str, Any]]:
+    """One row per counter for a generator's batches (rows written, rejections by stage and
+    reason, LLM requests / tokens / cost), summed over every finished batch."""
+    totals: dict[str, int] = {}
+    rows = catalog.query("SELECT counts, stats FROM batches WHERE generator = ?", [generator])
+    for counts, stats in rows:
+        for source in (counts, stats):
+            for key, value in json.loads(source or "{}").items():
+                totals[key] = totals.get(key, 0) + int(value)
+    return [{"metric": k, "value": v} for k, v in sorted(totals.items())]

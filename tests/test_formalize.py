@@ -175,3 +175,21 @@ def test_output_is_deterministic() -> None:
     first = [r.to_row() for r in Formalize(None).run(problems)]
     second = [r.to_row() for r in Formalize(None).run(problems)]
     assert first == second
+
+
+def test_bundled_fraction_programs_are_formalized() -> None:
+    marbles = (
+        "def solution(red, blue, green):\n"
+        "    from fractions import Fraction\n"
+        "    total = red + blue + green\n"
+        "    p = Fraction(blue, total)\n"
+        "    return p\n"
+    )
+    problem = _problem(marbles, "3/10", red=5, blue=3, green=2)
+    (formal,) = _formal(list(Formalize(None).run([problem])))
+    assert formal.formal_statement == (
+        f"theorem ms_{problem.id} : (3 : ℚ) / ((5 : ℚ) + (3 : ℚ) + (2 : ℚ)) = (3 / 10 : ℚ) := by"
+    )
+    with _fake() as backend:
+        (checked,) = _formal(list(Formalize(backend).run([problem])))
+    assert checked.lean_status == "proved"

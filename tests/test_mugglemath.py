@@ -255,3 +255,14 @@ def test_unsatisfiable_seed_becomes_rejection(sandbox: Sandbox) -> None:
     assert isinstance(record, Rejection)
     assert record.reason == "no_valid_draw" and "a > 100" in record.detail
     assert stage.stats["rejected:no_valid_draw"] == 1
+
+
+def test_bare_tasks_are_planned_from_the_pool(sandbox: Sandbox) -> None:
+    seeds = [as_seed(s) for s in SPECS]
+    planned = plan_mugglemath(seeds, variants=3, seed=9)
+    bare = [SeedTask(generator="mugglemath", seed=s, index=i) for s in seeds for i in range(3)]
+    from_plan = [r.id for r in MuggleMathOffline(sandbox, seed=9).run(planned)]
+    from_pool = [r.id for r in MuggleMathOffline(sandbox, seed=9, pool=seeds).run(bare)]
+    assert from_pool == from_plan
+    methods = {getattr(r, "method", None) for r in MuggleMathOffline(sandbox, seed=9).run(bare)}
+    assert "compose" not in methods  # no pool, no partner

@@ -129,8 +129,9 @@ def test_run_is_thread_safe(sandbox: Sandbox) -> None:
 
     def call(k: int) -> None:
         jobs = [
-            SandboxJob(id=f"{k}-{i}", code="def solution(a, b):\n    return a + b",
-                       kwargs={"a": i, "b": k})
+            SandboxJob(
+                id=f"{k}-{i}", code="def solution(a, b):\n    return a + b", kwargs={"a": i, "b": k}
+            )
             for i in range(200)
         ]
         outputs[k] = [r.result for r in sandbox.run(jobs)]
@@ -158,8 +159,7 @@ def test_workers_are_recycled_after_n_jobs() -> None:
 def test_isolation_report_lists_every_layer() -> None:
     rows = isolation_report()
     names = [name for name, _, _ in rows]
-    assert names == ["network", "filesystem", "uid", "seccomp", "rlimits", "environment",
-                     "workdir"]
+    assert names == ["network", "filesystem", "uid", "seccomp", "rlimits", "environment", "workdir"]
     import os
 
     if os.geteuid() == 0:  # this machine and CI: every layer must be in force

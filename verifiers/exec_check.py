@@ -45,12 +45,20 @@ def answers_agree(result: Any, answer: str) -> bool | None:
     return None
 
 
-class ExecVerifier(Stage):
-    """Verify unchecked Problems that carry a program; pass everything else through.
+def _needs_exec(problem: Problem) -> bool:
+    v = problem.verification
+    return v.status == "unchecked" or (v.status == "verified" and v.checker == "agreement")
 
-    Outcomes: match → Verification("verified", "exec"); mismatch, error, timeout → Rejection
-    with reason exec_mismatch / exec_<status>; an answer that is not a plain number →
-    Rejection "exec_uncomparable" (the record is never called verified on a guess).
+
+class ExecVerifier(Stage):
+    """Re-execute the program of every Problem that carries one; pass the rest through.
+
+    Applies to unchecked Problems and to Problems an LLM generator kept by self-agreement
+    (no gold answer exists there, so re-execution is a second, independent check).
+    Outcomes: match → Verification("verified", "exec") (checker "agreement+exec" for the
+    latter); mismatch, error, timeout → Rejection with reason exec_mismatch / exec_<status>;
+    an answer that is not a plain number → Rejection "exec_uncomparable" (the record is
+    never called verified on a guess).
     """
 
     name = "exec_verify"
@@ -63,11 +71,7 @@ class ExecVerifier(Stage):
         pending: list[Problem] = []
         passthrough: list[Record] = []
         for record in records:
-            if (
-                isinstance(record, Problem)
-                and record.program
-                and record.verification.status == "unchecked"
-            ):
+            if isinstance(record, Problem) and record.program and _needs_exec(record):
                 pending.append(record)
             else:
                 passthrough.append(record)
@@ -94,9 +98,13 @@ class ExecVerifier(Stage):
                 problem, "exec_mismatch", f"program gave {result.result!r}, answer {problem.answer}"
             )
         self.stat_update("verified")
-        problem.verification = Verification(
-            "verified", "exec", "solution(**variables) re-executed in sandbox equals answer"
-        )
+        detail = "solution(**variables) re-executed in sandbox equals answer"
+        if problem.verification.checker == "agreement":
+            problem.verification = Verification(
+                "verified", "agreement+exec", f"{problem.verification.detail}; {detail}"
+            )
+        else:
+            problem.verification = Verification("verified", "exec", detail)
         return problem
 
     def _reject(self, problem: Problem, reason: str, detail: str) -> Rejection:

@@ -1,0 +1,117 @@
+"""Sandbox throughput, measured side by side in one run on this machine.
+
+    .venv/bin/python bench/verifiers.py [--programs N]
+
+Prints programs/second for (1) the baseline: one fresh `python` process per program
+(human-eval style), (2) the sandbox pool on the same trivial programs, (3) the sandbox on
+sympy-using programs, and their ratio. Ends with the answer-checker benchmark
+(bench/answer_checks.py) when that module exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# this script is named like the `verifiers` package; keep its folder from shadowing it
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from verifiers.sandbox import Sandbox, SandboxJob  # noqa: E402
+
+TRIVIAL = "def solution(a, b):\n    c = a * b\n    return c + a"
+# what an instantiated InfinityMATH program does with sympy: exact rational arithmetic
+SYMPY_ARITH = (
+    "import sympy\n"
+    "def solution(a, b):\n"
+    "    price = sympy.Rational(a, 4) * b\n"
+    "    share = sympy.Rational(price, a + b)\n"
+    "    return price - share + sympy.sqrt(b * b)\n"
+)
+# a heavier one: solve a quadratic symbolically
+SYMPY_SOLVE = (
+    "import sympy\n"
+    "def solution(a, b):\n"
+    "    x = sympy.Symbol('x')\n"
+    "    roots = sympy.solve(x**2 - (a + b) * x + a * b, x)\n"
+    "    return sympy.Rational(sum(roots), a)\n"
+)
+
+
+def baseline_per_second(n: int) -> float:
+    """One fresh interpreter per program, as a human-eval style harness does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "prog.py"
+        script.write_text(TRIVIAL + "\nprint(solution(3, 4))\n")
+        start = time.perf_counter()
+        for _ in range(n):
+            subprocess.run([sys.executable, str(script)], check=True, capture_output=True)
+        return n / (time.perf_counter() - start)
+
+
+def in_process_per_second(code: str, n: int) -> float:
+    """The same programs exec'd in this process, one core, no isolation: the floor."""
+    namespace: dict[str, object] = {}
+    exec(code, namespace)
+    solution = namespace["solution"]
+    start = time.perf_counter()
+    for i in range(n):
+        solution(a=i + 1, b=3)  # type: ignore[operator]
+    return n / (time.perf_counter() - start)
+
+
+def sandbox_per_second(sandbox: Sandbox, code: str, n: int) -> float:
+    # distinct kwargs for every job, so sympy's cache cannot turn the run into lookups
+    jobs = [SandboxJob(id=str(i), code=code, kwargs={"a": i + 1, "b": 3}) for i in range(n)]
+    sandbox.run([SandboxJob(id="warm", code=code, kwargs={"a": -1, "b": 3})] * 20)
+    start = time.perf_counter()
+    results = sandbox.run(jobs)
+    elapsed = time.perf_counter() - start
+    bad = [r for r in results if r.status != "ok"]
+    if bad:
+        raise SystemExit(f"benchmark program failed: {bad[0].status} {bad[0].error}")
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--programs", type=int, default=20_000, help="sandboxed programs")
+    parser.add_argument("--baseline", type=int, default=100, help="fresh-python programs")
+    parser.add_argument("--sympy", type=int, default=3_000, help="sympy programs")
+    args = parser.parse_args()
+
+    cores = os.cpu_count()
+    base = baseline_per_second(args.baseline)
+    arith_local = in_process_per_second(SYMPY_ARITH, args.sympy // 4)
+    solve_local = in_process_per_second(SYMPY_SOLVE, args.sympy // 4)
+    with Sandbox(workers=None, timeout_s=5.0) as sandbox:
+        trivial = sandbox_per_second(sandbox, TRIVIAL, args.programs)
+        arith = sandbox_per_second(sandbox, SYMPY_ARITH, args.sympy)
+        solve = sandbox_per_second(sandbox, SYMPY_SOLVE, args.sympy)
+    print(f"cores: {cores}, sandbox workers: {sandbox.workers}")
+    print(f"fresh python per program (baseline):     {base:10.1f} programs/s")
+    print(f"sandbox, trivial programs:                {trivial:10.1f} programs/s")
+    print(f"  ratio sandbox / baseline:               {trivial / base:10.1f}x  (target >= 25x)")
+    print(f"sandbox, sympy arithmetic programs:       {arith:10.1f} programs/s (target >= 300)")
+    print(f"  same, in-process on 1 core, no sandbox: {arith_local:10.1f} programs/s")
+    print(f"sandbox, sympy solve() programs:          {solve:10.1f} programs/s")
+    print(f"  same, in-process on 1 core, no sandbox: {solve_local:10.1f} programs/s")
+
+    answers = Path(__file__).with_name("answer_checks.py")
+    if answers.exists():
+        spec = importlib.util.spec_from_file_location("answer_checks", answers)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print()
+        module.main()
+
+
+if __name__ == "__main__":
+    main()
