@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,13 @@ from mathsynth.pipeline import (
     Batch,
     BatchSummary,
     BuildContext,
+    count_readable_seeds,
     load_seeds,
     open_context,
     plan_batches,
     run_batch,
 )
-from storage.catalog import CATALOG_NAME
+from storage.catalog import CATALOG_NAME, Catalog
 from storage.schemas import TABLES
 from storage.shards import clear_temp
 from storage.stats import generator_table
@@ -66,30 +68,56 @@ def build_batch(
     return run_batch(ctx, batch, done)
 
 
-def prepare_output(config: BuildConfig, overwrite: bool) -> Path:
-    """Check the output dir may receive this build; with --overwrite, clear the old dataset.
+def check_output(config: BuildConfig, overwrite: bool) -> Path:
+    """Refuse an output dir that may not receive this build (read-only check).
 
     Failure modes: a non-empty directory that is not a mathsynth dataset, or one built from a
     different config, raises DatasetConflictError unless `overwrite`.
     """
     out = config.out_dir
     catalog = out / CATALOG_NAME
-    if out.exists() and any(out.iterdir()) and not catalog.exists() and not overwrite:
+    if overwrite or not out.exists():
+        return out
+    if any(out.iterdir()) and not catalog.exists():
         raise DatasetConflictError(
             f"{out} is not empty and holds no mathsynth dataset; choose another --out "
             "or pass --overwrite"
         )
-    if overwrite and out.exists():
-        from storage.catalog import Catalog
-
-        stored = Catalog(out).stored_config_hash() if catalog.exists() else None
-        if stored != config.content_hash():
-            # The LLM request cache is kept on purpose: it is keyed by request content, so it
-            # stays valid under any config and saves paying for the same call twice.
-            for table in (*TABLES, CONCEPT_GRAPH_DIR):
-                shutil.rmtree(out / table, ignore_errors=True)
-            catalog.unlink(missing_ok=True)
+    stored = Catalog(out).stored_config_hash() if catalog.exists() else None
+    if stored is not None and stored != config.content_hash():
+        raise DatasetConflictError(
+            f"{out} holds a dataset built with config {stored}, not {config.content_hash()}; "
+            "choose another --out or pass --overwrite to replace it"
+        )
     return out
+
+
+def clear_replaced_dataset(config: BuildConfig) -> None:
+    """With --overwrite: remove the old dataset's tables when its config differs."""
+    out = config.out_dir
+    catalog = out / CATALOG_NAME
+    if not out.exists():
+        return
+    stored = Catalog(out).stored_config_hash() if catalog.exists() else None
+    if stored != config.content_hash():
+        # The LLM request cache is kept on purpose: it is keyed by request content, so it
+        # stays valid under any config and saves paying for the same call twice.
+        for table in (*TABLES, CONCEPT_GRAPH_DIR):
+            shutil.rmtree(out / table, ignore_errors=True)
+        catalog.unlink(missing_ok=True)
+
+
+def check_inputs(config: BuildConfig, overwrite: bool) -> None:
+    """Everything that can be refused before a flow run starts: the output dir and the seeds.
+
+    Run by `run_build` ahead of the flow so bad input is one clear error, with nothing
+    written and no flow-run traceback; the flow repeats the checks for scheduled runs.
+    Failure modes: DatasetConflictError, InputFileError (missing / unreadable seeds, or a
+    source in which no row is a usable seed).
+    """
+    check_output(config, overwrite)
+    if config.seeds is not None:
+        count_readable_seeds(config.seeds, config.max_seeds)
 
 
 @flow(name="mathsynth-build", log_prints=False)
@@ -100,13 +128,16 @@ def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
         run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - outside a flow run (direct call in tests/bench)
         run_id = uuid.uuid4().hex
-    prepare_output(config, overwrite)
+    check_output(config, overwrite)
     ctx = open_context(config, run_id)
     try:
-        ctx.catalog.init(config.content_hash(), config.effective(), overwrite)
-        clear_temp(ctx.out)
+        # Seeds are read (and decoupled) before anything is written to the output dir.
         seeds, pre_rejected = load_seeds(config, ctx)
         ctx.seeds = seeds
+        if overwrite:
+            clear_replaced_dataset(config)
+        ctx.catalog.init(config.content_hash(), config.effective(), overwrite)
+        clear_temp(ctx.out)
         batches = plan_batches(ctx, pre_rejected)
         done = ctx.catalog.finished_batches()
         ctx.catalog.start_build(run_id, config.content_hash(), config.effective())
@@ -137,14 +168,31 @@ def _run_batches(ctx: BuildContext, batches: list[Batch], done: set[int]) -> lis
     progress_id = create_progress_artifact(
         progress=0.0, key="build-progress", description=f"Batches done for {ctx.out}"
     )
-    tracker = _Tracker(progress_id, len(batches))
+    run = _ActiveBuild(ctx, batches, done, _Tracker(progress_id, len(batches)))
+    token = uuid.uuid4().hex
+    _active_builds[token] = run
     runner = ThreadPoolTaskRunner(max_workers=ctx.config.max_workers)
     generate = generate_flow.with_options(task_runner=runner)
     summaries: list[BatchSummary] = []
-    for generator in dict.fromkeys(b.generator for b in batches):
-        own = [b for b in batches if b.generator == generator]
-        summaries.extend(generate(quote(ctx), quote(own), quote(done), quote(tracker), generator))
+    try:
+        for generator in dict.fromkeys(b.generator for b in batches):
+            summaries.extend(generate(token, generator))
+    finally:
+        del _active_builds[token]
     return sorted(summaries, key=lambda s: s.number)
+
+
+@dataclass
+class _ActiveBuild:
+    ctx: BuildContext
+    batches: list[Batch]
+    done: set[int]
+    tracker: _Tracker
+
+
+# Subflow parameters are serialised to the Prefect API, so the subflow receives a token and
+# finds the (large, unserialisable) build state here, in the same process.
+_active_builds: dict[str, _ActiveBuild] = {}
 
 
 class _Tracker:
@@ -166,12 +214,14 @@ class _Tracker:
 
 
 @flow(name="mathsynth-generate", flow_run_name="{generator}")
-def generate_flow(
-    ctx: BuildContext, batches: list[Batch], done: set[int], tracker: _Tracker, generator: str
-) -> list[BatchSummary]:
+def generate_flow(token: str, generator: str) -> list[BatchSummary]:
+    """One generator's batches as tasks (the generator's group in the UI) + its artifact."""
+    run = _active_builds[token]
+    ctx, tracker = run.ctx, run.tracker
     futures = [
-        build_batch.submit(quote(ctx), quote(batch), quote(done), batch.generator, batch.number)
-        for batch in batches
+        build_batch.submit(quote(ctx), quote(batch), quote(run.done), generator, batch.number)
+        for batch in run.batches
+        if batch.generator == generator
     ]
     summaries = []
     for future in as_completed(futures):
@@ -180,7 +230,7 @@ def generate_flow(
         tracker.batch_finished(summary)
     table = generator_table(ctx.catalog, generator)
     create_table_artifact(
-        key=f"generator-{generator}",
+        key=f"generator-{generator.replace('_', '-')}",
         table=table,
         description=f"{generator}: accepted, rejected by reason, LLM requests/tokens/cost",
     )
@@ -188,7 +238,9 @@ def generate_flow(
 
 
 def run_build(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
-    """Run the build flow with a task runner capped at `config.max_workers` threads."""
+    """Check the inputs, then run the build flow with at most `config.max_workers` batch
+    tasks at a time."""
+    check_inputs(config, overwrite)
     runner = ThreadPoolTaskRunner(max_workers=config.max_workers)
     return build_flow.with_options(task_runner=runner)(config=config, overwrite=overwrite)
 

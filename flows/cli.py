@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.decouple_cmd import decouple_command
+from flows.sandbox_cmd import sandbox_app
+from flows.verify_cmd import verify_app
 from mathsynth.errors import MathsynthError
 
 app = typer.Typer(
@@ -52,7 +55,9 @@ def build(
 
     # The progress bar and summary replace Prefect's per-task console lines; the logs still
     # reach the Prefect API (UI). Set the variable yourself to see them in the terminal.
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    # CRITICAL, not WARNING: Prefect logs a failed task/flow at ERROR with its traceback, and
+    # `main` already reports that failure as one line.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     # Builds run offline: the temporary server must not try to phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from mathsynth.config import load_config
@@ -151,29 +156,12 @@ def doctor() -> None:
     console.print(table)
 
 
-def _register_subcommands() -> None:
-    """Commands implemented next to the code they drive (sandbox, answers, decoupling)."""
-    try:
-        from flows.sandbox_cmd import sandbox_app
-
-        app.add_typer(sandbox_app, name="sandbox", help="Run programs in the sandbox.")
-    except ImportError:
-        pass
-    try:
-        from flows.verify_cmd import verify_app
-
-        app.add_typer(verify_app, name="verify", help="Check answers for equivalence.")
-    except ImportError:
-        pass
-    try:
-        from flows.decouple_cmd import decouple_command
-
-        app.command(name="decouple")(decouple_command)
-    except ImportError:
-        pass
-
-
-_register_subcommands()
+# Commands implemented next to the code they drive (sandbox, answers, decoupling).
+app.add_typer(sandbox_app, name="sandbox", help="Run programs in the sandbox.")
+app.add_typer(verify_app, name="verify", help="Check answers for equivalence.")
+app.command(
+    name="decouple", help="GSM8K-style seeds -> number-independent templates (JSONL) or a reason."
+)(decouple_command)
 
 
 def main() -> None:

@@ -143,6 +143,10 @@ class _Pending:
     step: str
     value: Fraction
     detail: str
+    num: Num
+    source: str
+    mention: Mention | None  # the one question mention it could be, None if several
+    consumer: int  # index of the step whose expression holds it
 
 
 @dataclass(slots=True)
@@ -266,7 +270,10 @@ class _Decoupler:
             # Settled once all steps are known (see `_settle_pending`).
             key = f"pending{len(self.pending) + 1}"
             detail = f"{num.text} in <<{source}>> is both a question number and {earlier[-1].name}"
-            self.pending[key] = _Pending(earlier[-1].name, value, detail)
+            mention = next(iter(candidates.values())) if len(candidates) == 1 else None
+            self.pending[key] = _Pending(
+                earlier[-1].name, value, detail, num, source, mention, len(self.steps)
+            )
             return Name(key)
         if earlier:
             # Latest result with this value: GSM8K steps build on the line just before.
@@ -276,20 +283,7 @@ class _Decoupler:
             raise _Reject("ambiguous_number", f"{num.text} in <<{source}>> could come from {texts}")
         if candidates:
             (mention,) = candidates.values()
-            if self._frozen(mention.value):
-                return num
-            if self._maybe_unit_factor(value):
-                raise _Reject(
-                    "ambiguous_number",
-                    f"{num.text} in <<{source}>> is a question number and also a unit factor",
-                )
-            var = self._variable(mention)
-            relation = mention.matches(value)
-            if relation == "percent":
-                return BinOp("/", Name(var.name), Num(Fraction(100), "100"))
-            if relation == "reciprocal":
-                return BinOp("/", Num(Fraction(1), "1"), Name(var.name))
-            return Name(var.name)
+            return self._from_question(mention, num, source)
         if value in CONSTANTS or self._implied_unit(value):
             return num
         coin = _COINS.get(value)
@@ -299,6 +293,24 @@ class _Decoupler:
             "unexplained_number",
             f"{num.text} in <<{source}>> is neither in the question nor an earlier result",
         )
+
+    def _from_question(self, mention: Mention, num: Num, source: str) -> Expr:
+        """The program leaf for a literal that comes from `mention` in the question."""
+        value = num.value
+        if self._frozen(mention.value):
+            return num
+        if self._maybe_unit_factor(value):
+            raise _Reject(
+                "ambiguous_number",
+                f"{num.text} in <<{source}>> is a question number and also a unit factor",
+            )
+        var = self._variable(mention)
+        relation = mention.matches(value)
+        if relation == "percent":
+            return BinOp("/", Name(var.name), Num(Fraction(100), "100"))
+        if relation == "reciprocal":
+            return BinOp("/", Num(Fraction(1), "1"), Name(var.name))
+        return Name(var.name)
 
     def _implied_unit(self, value: Fraction) -> bool:
         """True when `value` is a conversion factor for a unit the question talks about.
@@ -369,9 +381,24 @@ class _Decoupler:
         answer = self.steps[answer_index].name
         mapping: dict[str, Expr] = {}
         for key, p in self.pending.items():
-            if consumers[p.step] or claims[p.step] > 1 or p.step == answer:
+            if consumers[p.step] or p.step == answer:
                 raise _Reject("ambiguous_number", p.detail)
-            mapping[key] = Name(p.step)
+            if claims[p.step] == 1:
+                mapping[key] = Name(p.step)
+                continue
+            # "200 + 200" after a step giving 200, with 200 also in the question: one literal
+            # is the step and the other the question number, and in a pure sum or product it
+            # does not matter which is which.
+            rivals = [q for q in self.pending.values() if q.step == p.step]
+            same_step = {q.consumer for q in rivals} == {p.consumer}
+            ops = operators(self.steps[p.consumer].expr)
+            commutative = ops in ({"+"}, {"*"}) and not _has_neg(self.steps[p.consumer].expr)
+            if not (same_step and commutative and p.mention is not None):
+                raise _Reject("ambiguous_number", p.detail)
+            first = rivals[0] is p
+            mapping[key] = (
+                Name(p.step) if first else self._from_question(p.mention, p.num, p.source)
+            )
         self.steps = [Step(s.name, _substitute(s.expr, mapping), s.value) for s in self.steps]
 
     def _answer_step(self, gold: Fraction) -> int:
@@ -420,6 +447,14 @@ class _Decoupler:
         if "part" in kinds:
             skills.append("fractions")
         return skills[:5] or ["arithmetic"]
+
+
+def _has_neg(expr: Expr) -> bool:
+    if isinstance(expr, Neg):
+        return True
+    if isinstance(expr, BinOp):
+        return _has_neg(expr.left) or _has_neg(expr.right)
+    return False
 
 
 def _substitute(expr: Expr, mapping: dict[str, Expr]) -> Expr:

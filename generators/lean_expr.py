@@ -36,8 +36,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import operator
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -59,7 +60,14 @@ _STRING_NUMBER = re.compile(r"-?\d+(?:\.\d+|/\d+)?")
 _IMPORTABLE = {"math", "fractions"}
 # Names a program may call without importing them.
 _BUILTINS = {"abs", "min", "max", "sum", "int", "float", "round"}
-_ROUNDING = {"int", "round", "math.floor", "math.ceil", "math.trunc"}
+_ROUND_FUNCTIONS: dict[str, Callable[[Any], int]] = {
+    "int": int,
+    "round": round,
+    "math.floor": math.floor,
+    "math.ceil": math.ceil,
+    "math.trunc": math.trunc,
+}
+_ROUNDING = set(_ROUND_FUNCTIONS)
 # Lean precedences: + - 65, * / % 70, ^ 75 (right associative).
 _PRECEDENCE = {"+": 65, "-": 65, "*": 70, "/": 70, "//": 70, "%": 70, "**": 75}
 _PY_OPS: dict[type[ast.operator], str] = {
@@ -70,6 +78,15 @@ _PY_OPS: dict[type[ast.operator], str] = {
     ast.FloorDiv: "//",
     ast.Mod: "%",
     ast.Pow: "**",
+}
+_PY_FUNCS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
+    "**": operator.pow,
 }
 _LOOP_NAMES = {"For": "a for loop", "While": "a while loop", "If": "a branch (if)"}
 
@@ -153,34 +170,37 @@ def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
     """The term `solution(**variables)` returns, as an expression tree over literals.
 
     Raises UntraceableProgramError when the program is not valid Python, has no `solution`
-    function, lacks a value for an argument, or uses anything but straight-line arithmetic.
+    function, lacks a value for an argument, or uses anything but straight-line arithmetic
+    and calls of the straight-line functions it defines.
     """
     try:
         module = ast.parse(program)
     except SyntaxError as exc:
         raise UntraceableProgramError(f"program is not valid Python: {exc.msg}") from None
     tracer = _Tracer()
-    solution: ast.FunctionDef | None = None
     for stmt in module.body:
-        if isinstance(stmt, ast.FunctionDef) and stmt.name == "solution":
-            solution = stmt
-        elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            raise UntraceableProgramError(
-                f"line {stmt.lineno}: defines another function {stmt.name!r}"
-                " (only solution() is traced)"
-            )
-        elif isinstance(stmt, ast.Import | ast.ImportFrom):
-            tracer.import_names(stmt)
-        elif _is_docstring(stmt):
+        if _is_docstring(stmt):
             continue
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
+            tracer.import_names(stmt)
         elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
             tracer.assign(stmt)
+        elif isinstance(stmt, ast.FunctionDef):
+            tracer.define(stmt)
         else:
             raise UntraceableProgramError(_describe(stmt, "at module level"))
-    if solution is None:
+    solution = tracer.bindings.get("solution")
+    if not isinstance(solution, _Function):
         raise UntraceableProgramError("program defines no solution() function")
-    tracer.bind_arguments(solution.args, variables)
-    return tracer.body(solution.body)
+    # Called after the whole module ran, so module-level names rebound after the `def` are
+    # what Python sees: no closure check here.
+    frame = tracer.frame(solution, closure=False)
+    for arg in solution.node.args.args:
+        if arg.arg in variables:
+            frame.bindings[arg.arg] = number(variables[arg.arg])
+        else:
+            frame.bindings[arg.arg] = solution.default(arg.arg)
+    return frame.body(solution.node.body)
 
 
 def choose_domain(expr: Expr) -> Domain:
@@ -257,6 +277,32 @@ def _render_exponent(expr: Expr) -> str:
     return _render(expr, "ℕ", 100)
 
 
+def python_value(expr: Expr) -> int | float | Fraction:
+    """The value Python computes for the term: the exact value in the node's type where
+    `exact`, else the node's float arithmetic replayed on its operands' Python values (the
+    same correctly rounded operations, in the same order, as the program ran)."""
+    if expr.exact or isinstance(expr, Num):
+        if expr.py == "int":
+            return int(expr.value)
+        return float(expr.value) if expr.py == "float" else expr.value
+    result: Any
+    if isinstance(expr, BinOp):
+        left, right = python_value(expr.left), python_value(expr.right)
+        try:
+            result = _PY_FUNCS[expr.op](left, right)
+        except (ZeroDivisionError, OverflowError):
+            raise UntraceableProgramError(f"float arithmetic fails on {expr.value}") from None
+    elif isinstance(expr, Neg):
+        result = -python_value(expr.operand)
+    elif isinstance(expr, Call):
+        values = [python_value(a) for a in expr.args]
+        result = abs(values[0]) if expr.fn == "abs" else (min if expr.fn == "min" else max)(values)
+    else:
+        raise UntraceableProgramError(f"cannot replay {type(expr).__name__}")
+    # float() of an int or Fraction subterm is the correctly rounded conversion.
+    return float(result) if expr.py == "float" else result
+
+
 def walk(expr: Expr) -> Iterator[Expr]:
     yield expr
     if isinstance(expr, BinOp):
@@ -286,13 +332,134 @@ def _describe(node: ast.AST, where: str = "") -> str:
     return f"line {line}: {what} {where}".strip() + " is not straight-line arithmetic"
 
 
-class _Tracer:
-    """Walks statements, keeping the expression bound to each name and what imports bound."""
+@dataclass(frozen=True, slots=True)
+class _Import:
+    """What an import bound a name to: "math", "fractions.Fraction", "math.floor", ..."""
 
-    def __init__(self) -> None:
-        self.names: dict[str, Expr] = {}
-        # Local name -> what it refers to: "math", "fractions.Fraction", "math.floor", ...
-        self.imported: dict[str, str] = {}
+    qualified: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapping:
+    """A dict literal with string keys, only ever passed on and `**`-unpacked into a call."""
+
+    items: dict[str, Expr]
+
+
+class _Function:
+    """A traced `def`: defaults are evaluated where the `def` runs, as Python does, and
+    `closure` remembers what each free name was bound to then (see `_Tracer.lookup`)."""
+
+    def __init__(self, node: ast.FunctionDef, scope: _Tracer) -> None:
+        args = node.args
+        if node.decorator_list:
+            raise UntraceableProgramError(f"line {node.lineno}: decorated function {node.name!r}")
+        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs:
+            raise UntraceableProgramError(
+                f"line {node.lineno}: {node.name}() takes *args, **kwargs or special arguments"
+            )
+        self.node = node
+        self.scope = scope
+        self.params = [a.arg for a in args.args]
+        self.locals = _local_names(node)
+        self.defaults: dict[str, Binding | UntraceableProgramError] = {}
+        with_defaults = self.params[len(self.params) - len(args.defaults) :]
+        for name, default in zip(with_defaults, args.defaults, strict=True):
+            try:
+                self.defaults[name] = scope.value(default)
+            except UntraceableProgramError as exc:
+                # Only an error if a call leaves the argument out.
+                self.defaults[name] = exc
+        self.closure: dict[str, Binding | None] = {}
+        for name in _loaded_names(node) - self.locals:
+            try:
+                self.closure[name] = scope.lookup(name, node.lineno)
+            except UntraceableProgramError:
+                self.closure[name] = None
+
+    def default(self, param: str) -> Binding:
+        found = self.defaults.get(param)
+        if found is None:
+            raise UntraceableProgramError(f"no value for argument {param!r} of {self.node.name}()")
+        if isinstance(found, UntraceableProgramError):
+            raise UntraceableProgramError(
+                f"default of argument {param!r} of {self.node.name}(): {found}"
+            )
+        return found
+
+
+Binding = Expr | _Import | _Mapping | _Function
+
+
+class _Tracer:
+    """One scope (the module, or one call of a function) walking its statements.
+
+    `bindings` holds what each name of this scope is bound to so far; `local_names` is every
+    name the function binds anywhere (Python decides scope statically: reading one before its
+    assignment is an UnboundLocalError, not a read of the enclosing scope); `active` the
+    function calls being traced, so recursion is refused rather than unrolled.
+    """
+
+    def __init__(
+        self,
+        parent: _Tracer | None = None,
+        function: _Function | None = None,
+        *,
+        closure: bool = True,
+        active: tuple[ast.FunctionDef, ...] = (),
+    ) -> None:
+        self.bindings: dict[str, Binding] = {}
+        self.parent = parent
+        self.function = function
+        self.local_names = function.locals if function is not None else None
+        self.check_closure = closure
+        self.active = active
+
+    def frame(self, function: _Function, *, closure: bool = True) -> _Tracer:
+        """A fresh scope for one call of `function` (made from the caller's scope)."""
+        if function.node in self.active:
+            raise UntraceableProgramError(
+                f"line {function.node.lineno}: {function.node.name}() calls itself (recursion)"
+            )
+        return _Tracer(
+            function.scope, function, closure=closure, active=(*self.active, function.node)
+        )
+
+    def lookup(self, name: str, line: int) -> Binding | None:
+        """What `name` refers to here: this scope, then the enclosing ones; None for a name
+        no scope binds (a builtin, or a NameError in Python).
+
+        A function reads its free names when it is called, so the enclosing binding must be
+        the one it had when the `def` ran: a name rebound (or first bound) in between is
+        refused, which keeps every traced call independent of where it happens.
+        """
+        scope: _Tracer | None = self
+        crossed: list[_Function] = []
+        while scope is not None:
+            if name in scope.bindings:
+                found = scope.bindings[name]
+                for function in crossed:
+                    if function.closure.get(name) is not found:
+                        raise UntraceableProgramError(
+                            f"line {line}: {function.node.name}() reads {name!r}, which is"
+                            " rebound between its definition and its call"
+                        )
+                return found
+            if scope.local_names is not None and name in scope.local_names:
+                raise UntraceableProgramError(
+                    f"line {line}: {name!r} is used before it is assigned"
+                )
+            if scope.function is not None and scope.check_closure:
+                crossed.append(scope.function)
+            scope = scope.parent
+        return None
+
+    def define(self, node: ast.FunctionDef) -> None:
+        function = _Function(node, self)
+        self.bindings[self._name_of(node.name, node.lineno)] = function
+        if node.name in function.closure:
+            # Its own name, bound just now: a call through it is recursion, refused in frame().
+            function.closure[node.name] = function
 
     def import_names(self, stmt: ast.Import | ast.ImportFrom) -> None:
         """Record the names an import binds; it computes nothing, so it is traced as a no-op.
@@ -312,26 +479,12 @@ class _Tracer:
         for module in modules:
             if module not in _IMPORTABLE:
                 raise UntraceableProgramError(f"line {stmt.lineno}: imports {module!r}")
-        for local in bound:
-            if local in self.names:
+        for local, qualified in bound.items():
+            if local in self.bindings and not isinstance(self.bindings[local], _Import):
                 raise UntraceableProgramError(
                     f"line {stmt.lineno}: import rebinds the variable {local!r}"
                 )
-        self.imported.update(bound)
-
-    def bind_arguments(self, args: ast.arguments, variables: Mapping[str, Any]) -> None:
-        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs:
-            raise UntraceableProgramError("solution() takes *args, **kwargs or special args")
-        names = [a.arg for a in args.args]
-        defaults = dict(zip(names[len(names) - len(args.defaults) :], args.defaults, strict=True))
-        for arg in args.args:
-            self.imported.pop(arg.arg, None)  # a parameter shadows a module-level import
-            if arg.arg in variables:
-                self.names[arg.arg] = number(variables[arg.arg])
-            elif arg.arg in defaults:
-                self.names[arg.arg] = self.expr(defaults[arg.arg])
-            else:
-                raise UntraceableProgramError(f"no value for argument {arg.arg!r}")
+            self.bindings[local] = _Import(qualified)
 
     def body(self, stmts: list[ast.stmt]) -> Expr:
         for stmt in stmts:
@@ -343,27 +496,31 @@ class _Tracer:
                 continue
             if isinstance(stmt, ast.Import | ast.ImportFrom):
                 self.import_names(stmt)
-                continue
-            if isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
                 self.assign(stmt)
-                continue
-            raise UntraceableProgramError(_describe(stmt))
-        raise UntraceableProgramError("solution() has no return statement")
+            elif isinstance(stmt, ast.FunctionDef):
+                self.define(stmt)
+            else:
+                raise UntraceableProgramError(_describe(stmt))
+        name = self.function.node.name if self.function is not None else "solution"
+        raise UntraceableProgramError(f"{name}() has no return statement")
 
     def assign(self, stmt: ast.Assign | ast.AnnAssign | ast.AugAssign) -> None:
         if isinstance(stmt, ast.AugAssign):
             target = self._name(stmt.target)
-            if target not in self.names:
+            current = self.bindings.get(target)
+            # `x += 1` reads this scope's x: an enclosing one would be an UnboundLocalError.
+            if not isinstance(current, Expr):
                 raise UntraceableProgramError(f"line {stmt.lineno}: {target!r} used before set")
             op = _PY_OPS.get(type(stmt.op))
             if op is None:
                 raise UntraceableProgramError(f"line {stmt.lineno}: unsupported operator")
-            self.names[target] = self._binop(op, self.names[target], self.expr(stmt.value))
+            self.bindings[target] = self._binop(op, current, self.expr(stmt.value))
             return
         if isinstance(stmt, ast.AnnAssign):
             if stmt.value is None:
                 return
-            self.names[self._name(stmt.target)] = self.expr(stmt.value)
+            self.bindings[self._name(stmt.target)] = self.value(stmt.value)
             return
         value = stmt.value
         for target in stmt.targets:
@@ -371,21 +528,48 @@ class _Tracer:
                 if not isinstance(value, ast.Tuple) or len(value.elts) != len(target.elts):
                     raise UntraceableProgramError(f"line {stmt.lineno}: unpacks a non-tuple")
                 # Evaluate every right-hand side before binding, as Python does.
-                values = [self.expr(v) for v in value.elts]
-                for name_node, expr in zip(target.elts, values, strict=True):
-                    self.names[self._name(name_node)] = expr
+                values = [self.value(v) for v in value.elts]
+                for name_node, bound in zip(target.elts, values, strict=True):
+                    self.bindings[self._name(name_node)] = bound
             else:
-                self.names[self._name(target)] = self.expr(value)
+                self.bindings[self._name(target)] = self.value(value)
 
     def _name(self, node: ast.AST) -> str:
         if not isinstance(node, ast.Name):
             line = getattr(node, "lineno", "?")
             raise UntraceableProgramError(f"line {line}: assigns to something other than a name")
-        if node.id in self.imported:
-            raise UntraceableProgramError(
-                f"line {node.lineno}: assigns to the imported name {node.id!r}"
-            )
-        return node.id
+        return self._name_of(node.id, node.lineno)
+
+    def _name_of(self, name: str, line: int) -> str:
+        scope: _Tracer | None = self
+        while scope is not None and name not in scope.bindings:
+            scope = scope.parent
+        # Python would shadow the import with a local; refused so a call like Fraction(...)
+        # always means what the import says.
+        if scope is not None and isinstance(scope.bindings[name], _Import):
+            raise UntraceableProgramError(f"line {line}: assigns to the imported name {name!r}")
+        return name
+
+    def value(self, node: ast.expr) -> Binding:
+        """Like `expr`, but a name may also stand for a dict or a function, and a dict
+        literal (string keys) is allowed: what may be bound to a name or passed to a call."""
+        if isinstance(node, ast.Name):
+            found = self.lookup(node.id, node.lineno)
+            if found is None:
+                raise UntraceableProgramError(f"line {node.lineno}: unknown name {node.id!r}")
+            if isinstance(found, _Import):
+                raise UntraceableProgramError(f"line {node.lineno}: uses {node.id!r} as a value")
+            return found
+        if isinstance(node, ast.Dict):
+            items: dict[str, Expr] = {}
+            for key, item in zip(node.keys, node.values, strict=True):
+                if not isinstance(key, ast.Constant) or not isinstance(key.value, str):
+                    raise UntraceableProgramError(
+                        f"line {node.lineno}: dict with a key that is not a string literal"
+                    )
+                items[key.value] = self.expr(item)
+            return _Mapping(items)
+        return self.expr(node)
 
     def expr(self, node: ast.expr) -> Expr:
         if isinstance(node, ast.Constant):
@@ -393,9 +577,12 @@ class _Tracer:
                 raise UntraceableProgramError(f"line {node.lineno}: non-numeric constant")
             return number(node.value)
         if isinstance(node, ast.Name):
-            if node.id not in self.names:
+            found = self.lookup(node.id, node.lineno)
+            if found is None:
                 raise UntraceableProgramError(f"line {node.lineno}: unknown name {node.id!r}")
-            return self.names[node.id]
+            if not isinstance(found, Expr):
+                raise UntraceableProgramError(f"line {node.lineno}: {node.id!r} is not a number")
+            return found
         if isinstance(node, ast.UnaryOp):
             operand = self.expr(node.operand)
             if isinstance(node.op, ast.UAdd):
@@ -458,6 +645,16 @@ class _Tracer:
         return self._checked(node)
 
     def _call(self, node: ast.Call) -> Expr:
+        if isinstance(node.func, ast.Name):
+            target = self.lookup(node.func.id, node.func.lineno)
+            if isinstance(target, _Function):
+                return self._inline(node, target)
+        if (
+            isinstance(node.func, ast.Attribute)
+            and node.func.attr == "limit_denominator"
+            and self._module_of(node.func.value) is None
+        ):
+            return self._limit_denominator(node)
         fn = self._callee(node.func)
         if node.keywords:
             raise UntraceableProgramError(f"line {node.lineno}: {fn}() with keyword arguments")
@@ -482,7 +679,10 @@ class _Tracer:
                 raise UntraceableProgramError(
                     f"line {node.lineno}: {fn}() rounds the non-integral value {arg.value}"
                 )
-            self._require_exact(node, fn, arg)
+            # A float that missed the whole value (66 / 200 * 100 is 33.00000000000001) is
+            # still the identity when Python's own rounding of it lands on that value.
+            if not arg.exact and _ROUND_FUNCTIONS[fn](python_value(arg)) != arg.value:
+                self._require_exact(node, fn, arg)
             return _retyped(arg, "int", True)
         if fn == "abs" and len(args) == 1:
             (arg,) = args
@@ -505,6 +705,59 @@ class _Tracer:
             )
         raise UntraceableProgramError(f"line {node.lineno}: calls {fn}()")
 
+    def _inline(self, node: ast.Call, function: _Function) -> Expr:
+        """The term a call of a traced function returns: its body, traced in a fresh scope
+        with the parameters bound to the argument terms, as Python binds them (positional,
+        then keywords and `**dict`; a duplicate or unknown name is Python's TypeError)."""
+        name = function.node.name
+        if len(node.args) > len(function.params):
+            raise UntraceableProgramError(f"line {node.lineno}: too many arguments to {name}()")
+        given: dict[str, Binding] = {}
+        for param, arg in zip(function.params, node.args, strict=False):
+            if isinstance(arg, ast.Starred):
+                raise UntraceableProgramError(f"line {node.lineno}: {name}(*...) call")
+            given[param] = self.value(arg)
+        for keyword in node.keywords:
+            if keyword.arg is not None:
+                named = {keyword.arg: self.value(keyword.value)}
+            else:
+                mapping = self.value(keyword.value)
+                if not isinstance(mapping, _Mapping):
+                    raise UntraceableProgramError(
+                        f"line {node.lineno}: {name}(**...) of something other than a dict"
+                    )
+                named = dict(mapping.items)
+            for param, bound in named.items():
+                if param not in function.params or param in given:
+                    raise UntraceableProgramError(
+                        f"line {node.lineno}: {name}() gets an unknown or repeated"
+                        f" argument {param!r}"
+                    )
+                given[param] = bound
+        frame = self.frame(function)
+        for param in function.params:
+            bound = given[param] if param in given else function.default(param)
+            frame.bindings[param] = bound
+        return frame.body(function.node.body)
+
+    def _limit_denominator(self, node: ast.Call) -> Expr:
+        """`Fraction.limit_denominator(n)` returns the fraction itself when its denominator
+        is at most n; anything else would be a different number, so it is refused."""
+        assert isinstance(node.func, ast.Attribute)
+        value = self.expr(node.func.value)
+        if node.keywords or len(node.args) != 1:
+            raise UntraceableProgramError(f"line {node.lineno}: limit_denominator() arguments")
+        bound = self.expr(node.args[0])
+        if value.py != "Fraction" or not value.exact:
+            raise UntraceableProgramError(
+                f"line {node.lineno}: limit_denominator() of something other than a Fraction"
+            )
+        if bound.value.denominator != 1 or value.value.denominator > bound.value:
+            raise UntraceableProgramError(
+                f"line {node.lineno}: limit_denominator({bound.value}) changes {value.value}"
+            )
+        return value
+
     def _fraction(self, node: ast.Call, args: list[Expr]) -> Expr:
         """`Fraction(a, b)` is exact division (Python only accepts int/Fraction there);
         `Fraction(x)` is x itself, provided a float x holds exactly the traced value."""
@@ -525,19 +778,41 @@ class _Tracer:
                 f" does not represent exactly ({arg.value})"
             )
 
+    def _module_of(self, node: ast.expr) -> str | None:
+        """The module `node` evaluates to: an imported `math`, or `__import__('fractions')`."""
+        if isinstance(node, ast.Name):
+            found = self.lookup(node.id, node.lineno)
+            if isinstance(found, _Import) and found.qualified in _IMPORTABLE:
+                return found.qualified
+            return None
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "__import__"
+            and self.lookup("__import__", node.lineno) is None
+            and not node.keywords
+            and len(node.args) == 1
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value in _IMPORTABLE
+        ):
+            return str(node.args[0].value)
+        return None
+
     def _callee(self, func: ast.expr) -> str:
         """The qualified name a call refers to ("fractions.Fraction"), through the imports."""
         if isinstance(func, ast.Name):
-            if func.id in self.names:
+            found = self.lookup(func.id, func.lineno)
+            if isinstance(found, _Import):
+                return found.qualified
+            if found is not None:
                 raise UntraceableProgramError(f"line {func.lineno}: calls the value {func.id!r}")
-            if func.id in self.imported:
-                return self.imported[func.id]
             return func.id if func.id in _BUILTINS else f"{func.id} (not imported)"
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-            module = self.imported.get(func.value.id)
-            if module in _IMPORTABLE:
+        if isinstance(func, ast.Attribute):
+            module = self._module_of(func.value)
+            if module is not None:
                 return f"{module}.{func.attr}"
-            return f"{func.value.id}.{func.attr}"
+            if isinstance(func.value, ast.Name):
+                return f"{func.value.id}.{func.attr}"
         return "<expression>"
 
     def _checked(self, expr: Expr) -> Expr:
@@ -547,6 +822,65 @@ class _Tracer:
         if max(len(str(abs(v.numerator))), len(str(v.denominator))) > _MAX_DIGITS:
             raise UntraceableProgramError(f"intermediate value has more than {_MAX_DIGITS} digits")
         return expr
+
+
+def _local_names(node: ast.FunctionDef) -> frozenset[str]:
+    """Every name `node`'s body binds (parameters, assignment targets, imports, nested `def`s),
+    wherever it does: Python makes them local to the whole function.
+
+    Over-approximates (comprehension variables count too), which can only refuse more;
+    `global` and `nonlocal` change scoping and are refused.
+    """
+    names = {a.arg for a in node.args.args}
+    todo: list[ast.AST] = list(node.body)
+    while todo:
+        item = todo.pop()
+        if isinstance(item, ast.Global | ast.Nonlocal):
+            raise UntraceableProgramError(f"line {item.lineno}: global or nonlocal declaration")
+        if isinstance(item, ast.Name) and isinstance(item.ctx, ast.Store | ast.Del):
+            names.add(item.id)
+        elif isinstance(item, ast.alias):
+            names.add(item.asname or item.name.split(".")[0])
+        elif isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(item.name)
+            # Their bodies are their own scopes; decorators and defaults run here.
+            todo.extend(item.decorator_list)
+            if not isinstance(item, ast.ClassDef):
+                todo.extend(item.args.defaults)
+                todo.extend(d for d in item.args.kw_defaults if d is not None)
+            continue
+        elif isinstance(item, ast.Lambda):
+            todo.extend(item.args.defaults)
+            continue
+        todo.extend(ast.iter_child_nodes(item))
+    return frozenset(names)
+
+
+def _loaded_names(node: ast.FunctionDef) -> set[str]:
+    """Every name read anywhere inside `node`, nested functions included."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _result_type(op: str, left: PyType, right: PyType) -> PyType:
+    """Python's type for `left op right` (`/` of two ints is a float; Fraction // is an int)."""
+    if "float" in (left, right):
+        return "float"
+    if "Fraction" in (left, right):
+        return "int" if op == "//" else "Fraction"
+    return "float" if op == "/" else "int"
+
+
+def _retyped(expr: Expr, py: PyType, exact: bool) -> Expr:
+    """The same term after a value-preserving conversion (float(), int(), Fraction())."""
+    return dataclasses.replace(expr, py=py, exact=exact)
+
+
+def _is_double(value: Fraction) -> bool:
+    """Whether a binary64 float holds exactly this value."""
+    try:
+        return Fraction(float(value)) == value
+    except OverflowError:
+        return False
 
 
 def _result_type(op: str, left: PyType, right: PyType) -> PyType:

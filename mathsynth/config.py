@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mathsynth.errors import ConfigError, InputFileError
@@ -108,6 +117,22 @@ class BuildConfig(BaseSettings):
             raise ValueError("no generator selected")
         return list(dict.fromkeys(value))
 
+    @model_validator(mode="after")
+    def _llm_endpoint_complete(self, info: ValidationInfo) -> BuildConfig:
+        # Half an endpoint would silently fall back to an offline build. Checked on the merged
+        # config only (`load_config` sets the context): the environment alone may hold one half.
+        if not (info.context or {}).get("complete"):
+            return self
+        has_url, has_model = bool(self.llm.base_url), bool(self.llm.model)
+        if has_url != has_model:
+            given, missing = ("model", "base_url") if has_model else ("base_url", "model")
+            flag = "--llm-base-url" if missing == "base_url" else "--llm-model"
+            raise ValueError(
+                f"llm.{given} is set but llm.{missing} is not: set {flag} (or llm.{missing} "
+                f"in the config, MATHSYNTH_LLM__{missing.upper()} in the environment)"
+            )
+        return self
+
     @property
     def out_dir(self) -> Path:
         return self.out if self.out is not None else Path("data") / self.name
@@ -177,11 +202,14 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig
             target = target.setdefault(part, {})
         target[leaf] = value
     try:
-        return BuildConfig.model_validate(merged)
+        return BuildConfig.model_validate(merged, context={"complete": True})
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "config"
-        raise ConfigError(f"invalid config value for {loc}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a check across fields: its message says it all
+            raise ConfigError(message) from None
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"invalid config value for {loc}: {message}") from None
 
 
 def _from_env_only() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from generators.infinitymath import InstantiateVariants
 from generators.seeds.spec import Seed, SeedSpec, SeedTask, bundled_seeds
 from mathsynth.config import BuildConfig
+from mathsynth.errors import ConfigError, InputFileError
 from mathsynth.records import Record, Rejection
 from mathsynth.stage import Stage, run_pipeline
 from storage.catalog import Catalog
@@ -176,6 +177,28 @@ def load_seeds(config: BuildConfig, ctx: BuildContext) -> tuple[list[Seed], list
     return templated, rejected
 
 
+def count_readable_seeds(source: str, max_seeds: int | None) -> int:
+    """Read a seed source through and count its usable rows.
+
+    Failure modes: InputFileError from the reader (missing file, not JSONL, unreadable
+    Parquet, unknown dataset), or when no row at all is a usable seed (the first rejection
+    names file and line).
+    """
+    from generators.seeds.readers import read_seeds
+
+    count = 0
+    first_problem: Rejection | None = None
+    for item in read_seeds(source, max_seeds):
+        if isinstance(item, Seed):
+            count += 1
+        elif first_problem is None:
+            first_problem = item
+    if count == 0:
+        why = first_problem.detail if first_problem is not None else "the source is empty"
+        raise InputFileError(source, f"no usable seed row ({why})")
+    return count
+
+
 def pack_batches(units: list[Unit], generator: str, batch_size: int, first: int) -> list[Batch]:
     """Cut units into batches of about `batch_size` tasks; a unit is never split.
 
@@ -246,10 +269,14 @@ def _plan_mathscale(ctx: BuildContext) -> tuple[list[Unit], list[Record]]:
         rejected.extend(extract_concepts(llm, ctx.seeds, graph, extraction))
     else:
         graph_from_seeds(ctx.seeds, graph)
-    save_concept_graph(graph, graph_dir)
     ctx.extra["concept_graph"] = graph
     n = ctx.config.mathscale_samples
-    plan_mathscale(graph, n)  # raises ConfigError when the graph cannot be walked
+    try:
+        plan_mathscale(graph, n)
+    except ConfigError as exc:
+        # e.g. dataset seeds that all failed decoupling: nothing to walk, say so, go on.
+        return [], [*rejected, Rejection("mathscale", "empty_concept_graph", str(exc), {})]
+    save_concept_graph(graph, graph_dir)
     step = max(1, ctx.config.batch_size)
     return [(None, start, min(start + step, n)) for start in range(0, n, step)], rejected
 

@@ -63,6 +63,13 @@ PROBLEMS: dict[str, tuple[str, str, Recompute]] = {
         "In 3 hours she reads 120*3 = <<120*3=360>>360 pages.\n#### 360",
         lambda n: n[0] * 60 * n[1],
     ),
+    "same_value_twice": (  # 200 is both the weekend ride and step 2's result
+        "Tim bikes 20 miles each way to work on 5 days and rides 200 miles on the weekend. "
+        "How many miles does he bike in a week?",
+        "Each day he bikes 20*2 = <<20*2=40>>40 miles.\nFor work he bikes 40*5 = <<40*5=200>>200.\n"
+        "In all he bikes 200+200 = <<200+200=400>>400 miles.\n#### 400",
+        lambda n: n[0] * 2 * n[1] + n[2],
+    ),
     "unannotated_last_step": (
         "Ann spends $75 on 5 shirts at $7 each and some hats. The 4 hats cost the same. "
         "How much is one hat?",

@@ -14,6 +14,7 @@ from generators.lean_expr import (
     render,
     trace_solution,
 )
+from generators.mugglemath import Composition, compatible_slots, compose_program
 from generators.seeds import load_library
 from verifiers.sandbox import Sandbox, SandboxJob
 
@@ -137,11 +138,7 @@ def test_float_sums_are_exact_decimals() -> None:
         ("def solution(a):\n    return 'x'", {"a": 1}, "non-numeric"),
         ("def solution(a):\n    a = a", {"a": 1}, "no return"),
         ("x = 1\n", {"a": 1}, "no solution()"),
-        (
-            "def f(a):\n    return a\ndef solution(a):\n    return f(a)",
-            {"a": 1},
-            "another function 'f'",
-        ),
+        ("class C:\n    pass\ndef solution(a):\n    return a", {"a": 1}, "ClassDef"),
         ("import os\ndef solution(a):\n    return a", {"a": 1}, "imports 'os'"),
         ("def solution(a:\n", {"a": 1}, "not valid Python"),
         ("def solution(a):\n    return a", {"a": True}, "boolean"),
@@ -286,9 +283,10 @@ def test_imports_and_fraction_constructors(
         ),
         # int(0.29 * 100) is 28 in Python, 29 in exact arithmetic.
         ("def solution(x):\n    return int(x * 100)", {"x": 0.29}, "does not represent exactly"),
+        # math.trunc(0.57 * 100) is 56: Python's rounding misses the exact value 57.
         (
-            "import math\ndef solution(x):\n    return math.floor(x * 3 * 10)",
-            {"x": 0.1},
+            "import math\ndef solution(x):\n    return math.trunc(x * 100)",
+            {"x": 0.57},
             "does not represent exactly",
         ),
         # Python raises TypeError for Fraction(1.5, 2).
@@ -331,3 +329,219 @@ def test_every_bundled_seed_program_traces_to_what_the_sandbox_computes() -> Non
         else:
             # A float result that binary floating point rounded: the trace is the exact value.
             assert float(term.value) == pytest.approx(result.result, rel=1e-12), spec.id
+
+
+# --------------------------------------------------------------------------- nested functions
+
+BY_ID = {spec.id: spec for spec in load_library()}
+
+
+def _composed(a: str, b: str, slot: str) -> tuple[str, dict[str, Any]]:
+    spec_a, spec_b = BY_ID[a], BY_ID[b]
+    program = compose_program(Composition(spec_a, spec_b, slot))
+    return program.code, program.variables(spec_a.default_values(), spec_b.default_values())
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "slot", "value", "domain", "text"),
+    [
+        # int slot: A's answer goes through int(round(...)), the identity on a whole value.
+        (
+            "area_perimeter-garden-fence",
+            "arithmetic-theatre-seats",
+            "sold",
+            Fraction(127),
+            "ℕ",
+            "(18 : ℕ) * (24 : ℕ) - ((2 : ℕ) * ((12 : ℕ) + (8 : ℕ)) * (7 : ℕ) + (25 : ℕ))",
+        ),
+        # decimal slot: float(...) of A's (whole) mean.
+        (
+            "averages-parcel-removed",
+            "decimals-jogging-goal",
+            "mon",
+            Fraction(3),
+            "ℚ",
+            "(20 : ℚ) - (((6 : ℚ) * (8 : ℚ) - (13 : ℚ)) / ((6 : ℚ) - (1 : ℚ))"
+            " + (6.2 : ℚ) + (3.8 : ℚ))",
+        ),
+        # fraction slot: __import__('fractions').Fraction(...).limit_denominator(10**6).
+        (
+            "fractions-sugar-batches",
+            "fractions-walking-goal",
+            "monday",
+            Fraction(4, 3),
+            "ℚ",
+            "(6 : ℚ) - (((3 / 4 : ℚ) + (1 / 3 : ℚ)) * (2 : ℚ) + (5 / 2 : ℚ))",
+        ),
+    ],
+)
+def test_composed_programs_inline_both_seeds(
+    a: str, b: str, slot: str, value: Fraction, domain: str, text: str
+) -> None:
+    program, variables = _composed(a, b, slot)
+    assert _lean(program, **variables) == (value, domain, text)
+
+
+def test_rounding_a_float_that_python_rounds_back_to_the_exact_value() -> None:
+    # 66 / 200 * 100 is 33.00000000000001 in Python; int(round(.)) makes it 33 again.
+    program, variables = _composed(
+        "percentages-survey-yes", "averages-monthly-savings-target", "jan"
+    )
+    variables["said_no"] = 134
+    assert _lean(program, **variables) == (
+        Fraction(69),
+        "ℚ",
+        "(4 : ℚ) * (50 : ℚ) - (((200 : ℚ) - (134 : ℚ)) / (200 : ℚ) * (100 : ℚ)"
+        " + (60 : ℚ) + (38 : ℚ))",
+    )
+
+
+@pytest.mark.parametrize(
+    ("program", "variables", "value", "domain", "text"),
+    [
+        # Positional and keyword arguments, a default, a helper defined at module level.
+        (
+            "def share(total, people=4):\n    return total / people\n"
+            "def solution(a, b):\n"
+            "    def twice(x):\n        return 2 * x\n"
+            "    return twice(share(a)) + share(people=b, total=a)",
+            {"a": 12, "b": 3},
+            Fraction(10),
+            "ℕ",
+            "(2 : ℕ) * ((12 : ℕ) / (4 : ℕ)) + (12 : ℕ) / (3 : ℕ)",
+        ),
+        # A closure reads the enclosing scope's constant and import; a dict is ** unpacked.
+        (
+            "def solution(p):\n"
+            "    RATE = 0.05\n"
+            "    from fractions import Fraction\n"
+            "    def grow(p, years):\n"
+            "        return p * (1 + RATE) ** years + Fraction(1, 2)\n"
+            "    args = {'years': 2, 'p': p}\n"
+            "    return grow(**args)",
+            {"p": 400},
+            Fraction(883, 2),
+            "ℚ",
+            "(400 : ℚ) * ((1 : ℚ) + (0.05 : ℚ)) ^ (2 : ℕ) + (1 : ℚ) / (2 : ℚ)",
+        ),
+        # The inner `solution` is a local of part(), distinct from the outer one.
+        (
+            "def solution(a):\n"
+            "    def part(kwargs):\n"
+            "        def solution(a):\n            return a - 1\n"
+            "        return solution(**kwargs)\n"
+            "    return part({'a': a}) * 3",
+            {"a": 5},
+            Fraction(12),
+            "ℕ",
+            "((5 : ℕ) - (1 : ℕ)) * (3 : ℕ)",
+        ),
+    ],
+)
+def test_nested_function_calls_are_inlined(
+    program: str, variables: dict[str, Any], value: Fraction, domain: str, text: str
+) -> None:
+    assert _lean(program, **variables) == (value, domain, text)
+
+
+@pytest.mark.parametrize(
+    ("program", "reason"),
+    [
+        (
+            "def solution(a):\n    def f(n):\n        return f(n)\n    return f(a)",
+            "calls itself",
+        ),
+        ("def solution(a):\n    return a + 1 if a else solution(a - 1)", "IfExp"),
+        ("def solution(a):\n    return solution(a)", "calls itself"),
+        (
+            "def solution(a):\n    b = f(a)\n    def f(x):\n        return x\n    return b",
+            "'f' is used before it is assigned",
+        ),
+        # Python reads k when f() runs (2), not when it was defined (1): refused either way.
+        (
+            "def solution(a):\n    k = 1\n    def f(x):\n        return x * k\n"
+            "    k = 2\n    return f(a)",
+            "rebound between its definition and its call",
+        ),
+        (
+            "def solution(a):\n    def f(x):\n        return x * k\n    k = 2\n    return f(a)",
+            "rebound between its definition and its call",
+        ),
+        # A local assigned later in the function: Python raises UnboundLocalError.
+        (
+            "K = 3\ndef solution(a):\n    b = a + K\n    K = 1\n    return b",
+            "'K' is used before it is assigned",
+        ),
+        (
+            "def solution(a):\n    def f(x, y=[1]):\n        return x\n    return f(a) + f(a, 2)",
+            "default of argument 'y' of f\\(\\)",
+        ),
+        (
+            "def solution(a):\n    def f(x, y):\n        return x\n    return f(a)",
+            "no value for argument 'y' of f\\(\\)",
+        ),
+        (
+            "def solution(a):\n    def f(x):\n        return x\n    return f(a, x=a)",
+            "repeated argument 'x'",
+        ),
+        ("def solution(a):\n    def f(x):\n        return x\n    return f(z=a)", "unknown"),
+        ("def solution(a):\n    def f(x):\n        return x\n    return f(a, a)", "too many"),
+        (
+            "def solution(a):\n    def f(x):\n        return x\n    return f(**a)",
+            "other than a dict",
+        ),
+        ("def solution(a):\n    def f(*xs):\n        return a\n    return f(a)", "\\*args"),
+        (
+            "def solution(a):\n    @staticmethod\n    def f(x):\n        return x\n    return f(a)",
+            "decorated",
+        ),
+        (
+            "def solution(a):\n    def f(x):\n        global a\n        return x\n    return f(a)",
+            "global or nonlocal",
+        ),
+        ("def solution(a):\n    def f(x):\n        return x\n    return f", "not a number"),
+        (
+            "def solution(a):\n    def f(x):\n        x = 1\n    return f(a)",
+            "f\\(\\) has no return",
+        ),
+        # Fraction(x).limit_denominator(n) is x only when x's denominator is at most n.
+        (
+            "from fractions import Fraction\n"
+            "def solution(a):\n    return Fraction(a, 7).limit_denominator(5)",
+            "limit_denominator\\(5\\) changes 1/7",
+        ),
+        ("def solution(a):\n    return a.limit_denominator(5)", "other than a Fraction"),
+    ],
+)
+def test_nested_functions_that_are_refused(program: str, reason: str) -> None:
+    with pytest.raises(UntraceableProgramError, match=reason):
+        trace_solution(program, {"a": 1})
+
+
+def test_composed_bundled_seeds_trace_to_what_the_sandbox_computes() -> None:
+    # Every 7th compatible ordered pair (first slot), at most 60 of them.
+    cases: list[tuple[str, dict[str, Any]]] = []
+    specs = list(BY_ID.values())
+    pairs = [(a, b) for a in specs for b in specs if a is not b and compatible_slots(a, b)]
+    for spec_a, spec_b in pairs[::7][:60]:
+        cases.append(_composed(spec_a.id, spec_b.id, compatible_slots(spec_a, spec_b)[0]))
+    assert len(cases) >= 20
+    jobs = [SandboxJob(id=str(i), code=code, kwargs=v) for i, (code, v) in enumerate(cases)]
+    with Sandbox(workers=2, timeout_s=10.0) as sandbox:
+        results = sandbox.run(jobs)
+    traced = 0
+    for (code, variables), result in zip(cases, results, strict=True):
+        assert result.status == "ok", result.error
+        try:
+            term = trace_solution(code, variables)
+        except UntraceableProgramError as exc:
+            # Only a rounding Python does differently from exact arithmetic may be refused.
+            assert "does not represent exactly" in str(exc) or "rounds the" in str(exc)
+            continue
+        render(term, choose_domain(term))
+        traced += 1
+        if term.exact:
+            assert Fraction(result.result) == term.value
+        else:
+            assert float(term.value) == pytest.approx(result.result, rel=1e-12)
+    assert traced >= len(cases) * 0.9

@@ -1,0 +1,287 @@
+"""A scripted model for whole-build tests: it answers every prompt the LLM generators send.
+
+`ScriptedLLM` is a `MockOpenAIServer` responder. It tells the prompt kinds apart by their
+fixed wording (`KINDS`), answers each correctly, and injects what a test scripts for a kind:
+`script={"augment": ["rate_limited", "truncated"]}` gives the first distinct augment prompt to
+arrive a 429 (once; the retry is answered) and the second a truncated reply; later prompts of
+that kind are answered normally. The i-th *distinct* prompt is keyed by its content, so the
+retries of one prompt see the same scenario.
+
+Scenarios that every kind understands:
+    rate_limited   429 + Retry-After on the first attempt, then the answer
+    server_error   500 on the first attempt, then the answer
+    malformed      a body that is not JSON on the first attempt, then the answer
+    slow           every attempt answers after `slow_s` (beyond the client's timeout)
+    truncated      finish_reason "length"          empty    empty content
+Deliberately wrong answers, per kind:
+    solve          minority (3 of 4 paths agree), no_majority, program_disagrees
+    generate       program_disagrees (the program returns another number than the solution)
+    self_edit      admits_error (the edited step says it is a mistake)
+    score          poor
+    decouple       wrong_then_fixed (first reply's program is wrong, the repair is right),
+                   always_wrong
+
+The questions the script writes itself (MuggleMath rewrites, MathScale problems) carry their
+numbers in a fixed form, so later prompts about them (solve, RISE samples) can be answered
+right or wrong on purpose. Questions it did not write (bundled seeds) get no RISE samples
+it could judge; those requests are answered with a plain "I am not sure." text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import Counter
+from fractions import Fraction
+from typing import Any
+
+from llm_mock_server import Reply
+
+# (kind, wording only that prompt has); first match wins, so the more specific come first.
+KINDS: tuple[tuple[str, str], ...] = (
+    ("decouple", "You turn a math word problem into a reusable template"),
+    ("augment", "Rewrite the given question into a new question."),
+    ("solve", "Then write a Python program in a ```python block"),
+    ("concepts", "Identify the mathematical topics and knowledge points"),
+    ("generate", "Write a new math word problem that a student can only solve"),
+    ("self_edit", "Rewrite the current step so that it contains exactly one error"),
+    ("rise_solve", "Solve the math problem step by step"),
+    ("translate", "into a single Lean 4 theorem"),
+    ("score", "Grade it excellent, good, above average, fair or poor."),
+)
+TRANSPORT_ONCE = ("rate_limited", "server_error", "malformed")
+
+NAMES = ("Ava", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana")
+# MuggleMath rewrites: "<name> stacks A crates with B jars in each crate and then adds C more
+# jars. How many jars does <name> have?"  →  A * B + C
+_CRATES = re.compile(r"stacks (\d+) crates with (\d+) jars in each crate and then adds (\d+)")
+# MathScale problems: "A shop packs A boxes of B stickers and gives away C." → A * B - C
+_STICKERS = re.compile(r"packs (\d+) boxes of (\d+) stickers and gives away (\d+)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def prompt_kind(request: dict[str, Any]) -> str:
+    text = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+    return next((kind for kind, marker in KINDS if marker in text), "unknown")
+
+
+def request_key(request: dict[str, Any]) -> str:
+    """What the client's cache keys on (messages and sampling), as one string."""
+    fields = {k: request.get(k) for k in ("messages", "temperature", "max_tokens", "n")}
+    return json.dumps(fields, sort_keys=True)
+
+
+def _digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+class ScriptedLLM:
+    """The responder (see module doc). `answered` holds the request keys that got a 200 reply
+    in time (the ones the client can cache); `kinds` counts requests per kind."""
+
+    def __init__(
+        self,
+        script: dict[str, list[str]] | None = None,
+        *,
+        slow_s: float = 3.0,
+        formulas: dict[str, str] | None = None,
+    ) -> None:
+        self.script = {kind: list(s) for kind, s in (script or {}).items()}
+        self.slow_s = slow_s
+        # decouple: question prefix → the expression over v1, v2, ... that answers it
+        self.formulas = dict(formulas or {})
+        self.answered: set[str] = set()
+        self.kinds: Counter[str] = Counter()
+        self.assigned: dict[str, str] = {}  # request key → scenario
+        self._attempts: Counter[str] = Counter()
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def scenario(self, key: str) -> str | None:
+        """The scenario the prompt `key` was given, if any (None: answered normally)."""
+        return self.assigned.get(key)
+
+    def __call__(self, request: dict[str, Any]) -> str | Reply:
+        kind = prompt_kind(request)
+        key = request_key(request)
+        with self._lock:
+            self.kinds[kind] += 1
+            self._attempts[key] += 1
+            attempt = self._attempts[key]
+            if attempt == 1:
+                queue = self.script.get(kind, [])
+                position = self._seen[kind]
+                self._seen[kind] += 1
+                if position < len(queue):
+                    self.assigned[key] = queue[position]
+            scenario = self.assigned.get(key, "ok")
+        fault = self._fault(scenario, attempt)
+        if fault is not None:
+            return fault
+        reply = self._answer(kind, request, scenario)
+        with self._lock:
+            self.answered.add(key)
+        return reply
+
+    def _fault(self, scenario: str, attempt: int) -> Reply | None:
+        if scenario in TRANSPORT_ONCE and attempt > 1:
+            return None
+        if scenario == "rate_limited":
+            return Reply.rate_limited(retry_after=0.2)
+        if scenario == "server_error":
+            return Reply.server_error()
+        if scenario == "malformed":
+            return Reply.malformed_body()
+        if scenario == "slow":
+            return Reply.slow(self.slow_s, content="too late")
+        return None
+
+    def _answer(self, kind: str, request: dict[str, Any], scenario: str) -> str | Reply:
+        if scenario == "truncated":
+            return Reply.truncated("Let me think about this step by step. First")
+        if scenario == "empty":
+            return Reply.empty()
+        messages = request["messages"]
+        prompt = str(messages[-1]["content"])
+        n = int(request.get("n") or 1)
+        answer = getattr(self, f"_{kind}", None)
+        if answer is None:
+            return "I do not know what to do with this prompt."
+        return answer(prompt, messages, n, scenario)
+
+    # -- one method per prompt kind -------------------------------------------------------------
+
+    def _augment(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
+        h = _digest(prompt)
+        a, b, c = 2 + h % 8, 3 + (h // 8) % 9, 1 + (h // 72) % 9
+        name = NAMES[(h // 648) % len(NAMES)]
+        question = (
+            f"{name} stacks {a} crates with {b} jars in each crate and then adds {c} more jars. "
+            f"How many jars does {name} have?"
+        )
+        return json.dumps({"question": question})
+
+    def _solve(self, prompt: str, messages: list[Any], n: int, scenario: str) -> Reply | str:
+        match = _CRATES.search(prompt)
+        if match is None:
+            return "I cannot solve this."
+        a, b, c = (int(x) for x in match.groups())
+        total = a * b + c
+        stated = [total] * n
+        returned = [total] * n
+        if scenario == "minority":
+            stated[-1] = returned[-1] = total + 1
+        elif scenario == "no_majority":
+            stated = returned = [total + i for i in range(n)]
+        elif scenario == "program_disagrees":
+            returned = [total + 5] * n
+        paths = [
+            f"{a} * {b} = {a * b}\n{a * b} + {c} = {s}\nThe answer is {s}.\n\n"
+            f"```python\ndef solution():\n    stacked = {a} * {b}\n    return stacked + {c}"
+            f"{'' if r == total else f' + {r - total}'}\n```"
+            for s, r in zip(stated, returned, strict=True)
+        ]
+        return Reply(content=paths)
+
+    def _concepts(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
+        h = _digest(prompt)
+        topics = [("arithmetic", "measurement", "money")[h % 3]]
+        points = ["multiplication", ("addition", "subtraction", "unit rates")[(h // 3) % 3]]
+        return json.dumps({"topics": topics, "knowledge_points": points})
+
+    def _generate(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
+        h = _digest(prompt)
+        a, b = 2 + h % 8, 3 + (h // 8) % 9
+        c = 1 + (h // 72) % (a * b - 1)
+        left = a * b - c
+        returned = left + 1 if scenario == "program_disagrees" else left
+        return (
+            f"Question: A shop packs {a} boxes of {b} stickers and gives away {c}. "
+            "How many stickers are left?\n"
+            f"Solution: {a} * {b} = {a * b}\n{a * b} - {c} = {left}\n"
+            f"The answer is {left}.\n"
+            f"```python\ndef solution():\n    packed = {a} * {b}\n"
+            f"    return packed - {c}{' + 1' if returned != left else ''}\n```"
+        )
+
+    def _self_edit(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
+        step = prompt.rsplit("Current step:\n", 1)[-1].strip()
+        numbers = list(_NUMBER.finditer(step))
+        if not numbers:
+            return step
+        last = numbers[-1]
+        wrong = str(Fraction(last.group()) + 1)
+        if "." in last.group():
+            wrong = f"{float(Fraction(last.group()) + 1):g}"
+        edited = step[: last.start()] + wrong + step[last.end() :]
+        if scenario == "admits_error":
+            edited += " (this step contains a deliberate mistake)"
+        return edited
+
+    def _rise_solve(self, prompt: str, messages: list[Any], n: int, scenario: str) -> Reply | str:
+        match = _CRATES.search(prompt) or _STICKERS.search(prompt)
+        if match is None:
+            return "I am not sure."
+        a, b, c = (int(x) for x in match.groups())
+        sign = "+" if _CRATES.search(prompt) else "-"
+        total = a * b + c if sign == "+" else a * b - c
+        texts = []
+        for i in range(n):
+            got = total if i % 2 == 0 else total + 10  # half right, half wrong
+            texts.append(f"{a} * {b} = {a * b}\n{a * b} {sign} {c} = {got}\nThe answer is {got}.")
+        return Reply(content=texts)
+
+    def _translate(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
+        answer = prompt.rsplit("Answer:", 1)[-1].strip()
+        return f"```lean\ntheorem answer_stated : ({answer} : ℚ) = {answer} := by sorry\n```"
+
+    def _score(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
+        score = "poor" if scenario == "poor" else "good"
+        return json.dumps(
+            {
+                "criteria": {"answer": "the conclusion states the given answer"},
+                "score": score,
+                "reason": f"scripted grade {score}",
+            }
+        )
+
+    def _decouple(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
+        # The first round has the problem in its last message; a repair round two later.
+        problem = str(messages[1]["content"])
+        question = problem.split("Problem:\n", 1)[1].split("\n\nGold answer:", 1)[0]
+        formula = next((f for q, f in self.formulas.items() if question.startswith(q)), None)
+        if formula is None:
+            return "I cannot template this problem."
+        repair = len(messages) > 2
+        if scenario == "always_wrong" or (scenario == "wrong_then_fixed" and not repair):
+            formula = " + ".join(f"v{i + 1}" for i in range(len(_NUMBER.findall(question))))
+        return json.dumps(template_reply(question, formula))
+
+
+def template_reply(question: str, formula: str) -> dict[str, Any]:
+    """A decoupling reply: every number of `question` becomes v1, v2, ...; the program
+    returns `formula` over them."""
+    numbers = list(_NUMBER.finditer(question))
+    names = [f"v{i + 1}" for i in range(len(numbers))]
+    template = question
+    for name, match in reversed(list(zip(names, numbers, strict=True))):
+        template = template[: match.start()] + "{" + name + "}" + template[match.end() :]
+    variables = {
+        name: {"type": "int", "min": 2, "max": 12, "default": int(match.group())}
+        for name, match in zip(names, numbers, strict=True)
+    }
+    shown = re.sub(r"v(\d+)", r"{v\1}", formula)
+    return {
+        "question": template,
+        "solution": f"{shown} = {{answer}}",
+        "program": f"def solution({', '.join(names)}):\n    total = {formula}\n    return total",
+        "variables": variables,
+        "constraints": [],
+        "whole": [],
+        "answer_type": "int",
+        "topics": ["arithmetic"],
+        "knowledge_points": ["multiplication"],
+        "difficulty": 1,
+    }
