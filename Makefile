@@ -25,8 +25,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
-	$(PY) bench/build_scaling.py
-	$(PY) bench/verifiers.py
+	$(PY) -m bench.build_scaling
+	$(PY) -m bench.verifiers
 
 clean:
 	rm -rf $(VENV) data .bench .pytest_cache

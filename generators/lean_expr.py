@@ -27,8 +27,21 @@ values, since `int(0.29 * 100)` is 28 in Python but 29 in exact arithmetic.
 bind names and compute nothing; calls are resolved through those bindings, so `Fraction(a, b)`
 is exact ℚ division only when `Fraction` really is `fractions.Fraction`.
 
+Functions the program defines (nested in `solution()`, as composed programs nest each seed's
+whole source, or at module level) are inlined where they are called: the body is traced in a
+fresh scope with the parameters bound to the argument terms (positional, keyword, defaults,
+`**` of a dict literal). Python's scoping is followed (a name a function assigns anywhere is
+local to it), and a free name must still be bound to what it was when the `def` ran, so late
+binding cannot make a call mean something else. Recursion, *args, decorators and
+global/nonlocal are refused.
+
+A rounding conversion of a float that missed a whole value (`int(round(66 / 200 * 100))`) is
+the identity when Python's own rounding of that float, replayed by `python_value`, gives the
+exact value back.
+
 Anything that is not straight-line arithmetic (loops, branches, calls other than a few pure
-numeric built-ins, containers, strings) raises UntraceableProgramError naming the construct.
+numeric built-ins and the program's own functions, containers other than a `**` dict, strings)
+raises UntraceableProgramError naming the construct.
 """
 
 from __future__ import annotations

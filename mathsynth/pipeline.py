@@ -12,11 +12,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from generators.infinitymath import InstantiateVariants
 from generators.seeds.spec import Seed, SeedSpec, SeedTask, bundled_seeds
+from mathsynth import __version__
 from mathsynth.config import BuildConfig
 from mathsynth.errors import ConfigError, InputFileError
 from mathsynth.records import Record, Rejection
@@ -363,9 +365,20 @@ def run_batch(ctx: BuildContext, batch: Batch, done: set[int] | None = None) -> 
         run_pipeline(stages, batch.tasks(ctx.seeds)) if stages else iter(batch.records)  # type: ignore[arg-type]
     )
     counts: Counter[str] = Counter()
+    # Stamped here, once, so every generator's rows carry the same build identity.
+    identity = {
+        "config_hash": ctx.config_hash,
+        "pipeline_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "batch": batch.number,
+    }
 
     def counted(stream: Iterable[Record]) -> Iterator[Record]:
         for record in stream:
+            provenance = getattr(record, "provenance", None)
+            if provenance is not None:
+                for key, value in identity.items():
+                    provenance.setdefault(key, value)
             counts[record.table] += 1
             if isinstance(record, Rejection):
                 counts[f"rejected.{record.stage}"] += 1

@@ -5,7 +5,8 @@ fixed wording (`KINDS`), answers each correctly, and injects what a test scripts
 `script={"augment": ["rate_limited", "truncated"]}` gives the first distinct augment prompt to
 arrive a 429 (once; the retry is answered) and the second a truncated reply; later prompts of
 that kind are answered normally. The i-th *distinct* prompt is keyed by its content, so the
-retries of one prompt see the same scenario.
+retries of one prompt see the same scenario. Where arrival order is not fixed, a dict picks
+by content instead: `{"decouple": {"Mia packs": "always_wrong"}}`.
 
 Scenarios that every kind understands:
     rate_limited   429 + Retry-After on the first attempt, then the answer
@@ -83,18 +84,19 @@ class ScriptedLLM:
 
     def __init__(
         self,
-        script: dict[str, list[str]] | None = None,
+        script: dict[str, list[str] | dict[str, str]] | None = None,
         *,
         slow_s: float = 3.0,
         formulas: dict[str, str] | None = None,
     ) -> None:
-        self.script = {kind: list(s) for kind, s in (script or {}).items()}
+        self.script = dict(script or {})
         self.slow_s = slow_s
         # decouple: question prefix → the expression over v1, v2, ... that answers it
         self.formulas = dict(formulas or {})
         self.answered: set[str] = set()
         self.kinds: Counter[str] = Counter()
         self.assigned: dict[str, str] = {}  # request key → scenario
+        self.served: dict[str, list[str]] = {}  # kind → scenarios given out, in order
         self._attempts: Counter[str] = Counter()
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -111,11 +113,10 @@ class ScriptedLLM:
             self._attempts[key] += 1
             attempt = self._attempts[key]
             if attempt == 1:
-                queue = self.script.get(kind, [])
-                position = self._seen[kind]
-                self._seen[kind] += 1
-                if position < len(queue):
-                    self.assigned[key] = queue[position]
+                chosen = self._choose(kind, request)
+                if chosen is not None:
+                    self.assigned[key] = chosen
+                    self.served.setdefault(kind, []).append(chosen)
             scenario = self.assigned.get(key, "ok")
         fault = self._fault(scenario, attempt)
         if fault is not None:
@@ -124,6 +125,17 @@ class ScriptedLLM:
         with self._lock:
             self.answered.add(key)
         return reply
+
+    def _choose(self, kind: str, request: dict[str, Any]) -> str | None:
+        """The scenario of a prompt seen for the first time: by arrival for a list, by the
+        first substring of the prompt found for a dict (when arrival order is not fixed)."""
+        queue = self.script.get(kind)
+        if isinstance(queue, dict):
+            text = json.dumps(request["messages"], ensure_ascii=False)
+            return next((s for marker, s in queue.items() if marker in text), None)
+        position = self._seen[kind]
+        self._seen[kind] += 1
+        return queue[position] if queue is not None and position < len(queue) else None
 
     def _fault(self, scenario: str, attempt: int) -> Reply | None:
         if scenario in TRANSPORT_ONCE and attempt > 1:

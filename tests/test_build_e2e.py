@@ -4,6 +4,7 @@ run as a real Prefect flow; resume, determinism, config conflicts and re-executi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,40 @@ def test_refuses_non_dataset_directory(tmp_path: Path) -> None:
     with pytest.raises(DatasetConflictError, match="not empty"):
         run_build(small_config(out, max_seeds=1, variants=2))
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+GSM8K_STYLE = [
+    {
+        "id": "bakery-1",
+        "question": "A bakery sells 18 muffins each day. How many muffins does it sell in 5 days?",
+        "answer": "It sells 18 * 5 = <<18*5=90>>90 muffins.\n#### 90",
+    },
+    {
+        "id": "books-1",
+        "question": "Lena has 40 books. She gives away 15 books. How many books are left?",
+        "answer": "She has 40 - 15 = <<40-15=25>>25 books left.\n#### 25",
+    },
+    {"id": "broken-1", "question": "How many pens are there?"},
+]
+
+
+def test_dataset_seeds_build(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("\n".join(json.dumps(row) for row in GSM8K_STYLE) + "\n")
+    out = tmp_path / "ds"
+    run_build(load_config(seeds=str(seeds), out=out, variants=6, generators="infinitymath"))
+    rows = read_table(out, "sft")
+    assert {r["seed_id"] for r in rows} == {"bakery-1", "books-1"}
+    assert len(rows) == 12
+    for row in rows:
+        variables = json.loads(row["variables"])
+        numbers = [int(n) for n in re.findall(r"\d+", row["question"])]
+        # Independent recomputation from the numbers printed in the question.
+        expected = (
+            numbers[0] * numbers[1] if row["seed_id"] == "bakery-1" else numbers[0] - numbers[1]
+        )
+        assert row["answer"] == str(expected), (row["question"], variables)
+        assert row["solution"].rstrip().endswith(f"The answer is {expected}.")
+    rejected = read_table(out, "rejected")
+    broken = [r for r in rejected if r["stage"] == "read_seeds"]
+    assert len(broken) == 1 and "seeds.jsonl:3" in broken[0]["detail"]

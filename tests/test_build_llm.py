@@ -170,10 +170,7 @@ def test_build_finishes_with_faults_retried_or_rejected(faulty_build: dict[str, 
     totals = report["totals"]
     assert totals["sft"] > 0 and totals["dpo"] > 0 and totals["formal"] > 0
     # Every scripted fault was really served.
-    for kind, scenarios in SCRIPT.items():
-        assert sorted(s for s in script.assigned.values() if s in scenarios) == sorted(
-            scenarios
-        ), kind
+    assert script.served == SCRIPT
 
     # Transient faults were retried and then answered: the prompt went out twice.
     sent = [request_key(r) for r in srv.requests[: faulty_build["first"]["requests"]]]
@@ -266,7 +263,7 @@ def test_llm_usage_is_accounted(faulty_build: dict[str, Any]) -> None:
         assert acceptance[generator]["cost_per_accepted"] > 0, generator
     shown = CliRunner().invoke(app, ["stats", str(out)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
-    line = next(x for x in shown.output.splitlines() if x.strip("│ ").startswith("mugglemath"))
+    line = next(x for x in shown.output.splitlines() if "mugglemath" in x and "%" in x)
     assert f"{acceptance['mugglemath']['cost_per_accepted']:.6f}" in line
 
 
@@ -330,7 +327,7 @@ def test_dataset_seeds_fall_back_to_llm_decoupling(tmp_path: Path) -> None:
     seeds = tmp_path / "gsm8k.jsonl"
     seeds.write_text("".join(json.dumps(s) + "\n" for s in GSM8K_SEEDS))
     script = ScriptedLLM(
-        {"decouple": ["wrong_then_fixed", "always_wrong"]},
+        {"decouple": {"Mia packs": "wrong_then_fixed", "A farm has": "always_wrong"}},
         formulas={"Mia packs": "v1 * v2", "A farm has": "v1 * v2 + v3 * v4"},
     )
     out = tmp_path / "ds"
