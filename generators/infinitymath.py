@@ -20,14 +20,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
-
 from generators.numbers import fill, format_answer, is_whole
 from generators.sampling import UnsatisfiableSpecError, encode_variables, sample_values
 from generators.seeds.spec import Seed, SeedSpec, SeedTask
 from mathsynth import __version__
 from mathsynth.records import Problem, Record, Rejection, content_id
 from mathsynth.stage import Stage
+from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
 ANSWER_LINE = "The answer is {answer}."
 

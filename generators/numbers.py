@@ -100,9 +100,7 @@ def _compile(template: str) -> tuple[_Part, ...] | None:
     str.format machinery (attribute/index access, conversions, nested specs)."""
     parts: list[_Part] = []
     for literal, name, spec, conversion in string.Formatter().parse(template):
-        if name is not None and (
-            conversion or not name.isidentifier() or (spec and "{" in spec)
-        ):
+        if name is not None and (conversion or not name.isidentifier() or (spec and "{" in spec)):
             return None
         parts.append((literal, name, spec or ""))
     return tuple(parts)
