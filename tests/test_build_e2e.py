@@ -146,3 +146,25 @@ def test_dataset_seeds_build(tmp_path: Path) -> None:
     rejected = read_table(out, "rejected")
     broken = [r for r in rejected if r["stage"] == "read_seeds"]
     assert len(broken) == 1 and "seeds.jsonl:3" in broken[0]["detail"]
+
+
+def test_scheduled_build_and_ui_artifacts(tmp_path: Path) -> None:
+    """The deployment entry point takes JSON parameters; the UI gets keyed artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.build import scheduled_build
+
+    out = tmp_path / "scheduled"
+    report = scheduled_build(
+        overrides={"out": str(out), "max_seeds": 1, "variants": 3, "generators": "infinitymath"}
+    )
+    assert report["totals"]["sft"] == 3
+    keys = ["build-progress", "build-generators", "build-report", "generator-infinitymath"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+    assert {a.key for a in artifacts} == set(keys)
+    progress = [a for a in artifacts if a.key == "build-progress"]
+    assert any(a.data == 100.0 for a in progress)
