@@ -38,7 +38,7 @@ from mathsynth.pipeline import (
     Batch,
     BatchSummary,
     BuildContext,
-    count_readable_seeds,
+    check_seed_source,
     load_seeds,
     open_context,
     plan_batches,
@@ -117,7 +117,7 @@ def check_inputs(config: BuildConfig, overwrite: bool) -> None:
     """
     check_output(config, overwrite)
     if config.seeds is not None:
-        count_readable_seeds(config.seeds, config.max_seeds)
+        check_seed_source(config.seeds, config.max_seeds)
 
 
 @flow(name="mathsynth-build", log_prints=False)
@@ -175,8 +175,16 @@ def _run_batches(ctx: BuildContext, batches: list[Batch], done: set[int]) -> lis
     generate = generate_flow.with_options(task_runner=runner)
     summaries: list[BatchSummary] = []
     try:
-        for generator in dict.fromkeys(b.generator for b in batches):
+        for generator in dict.fromkeys(b.generator for b in batches if b.units):
             summaries.extend(generate(token, generator))
+        # Rejections found while reading seeds need only writing: no subflow of their own.
+        for batch in batches:
+            if not batch.units:
+                summary = build_batch(
+                    quote(ctx), quote(batch), quote(done), batch.generator, batch.number
+                )
+                summaries.append(summary)
+                run.tracker.batch_finished(summary)
     finally:
         del _active_builds[token]
     return sorted(summaries, key=lambda s: s.number)

@@ -386,9 +386,14 @@ class MathScaleLLM(Stage):
         prompts = [
             GENERATE_PROMPT.format(topics="; ".join(w.topics), kps="; ".join(w.kps)) for w in walks
         ]
+        # The walk index numbers the sample: a walk drawn again asks for a new problem.
         requests = [
-            ChatRequest(messages=[{"role": "user", "content": p}], purpose=f"{GENERATOR}.generate")
-            for p in prompts
+            ChatRequest(
+                messages=[{"role": "user", "content": p}],
+                first_sample=t.index,
+                purpose=f"{GENERATOR}.generate",
+            )
+            for p, t in zip(prompts, tasks, strict=True)
         ]
         replies = self.client.complete_many(requests) if requests else []
         self.stat_update("llm_requests", len(requests))
@@ -420,7 +425,12 @@ class MathScaleLLM(Stage):
         verdicts = self.checker.check_many([(g, o) for g, o in pairs if o is not None])
         verdict_iter = iter(verdicts)
         for (pos, question, path, reply), result, out in zip(drafts, results, outputs, strict=True):
-            record = {"index": tasks[pos].index, "walk": walks[pos].concepts, "question": question}
+            record = {
+                "index": tasks[pos].index,
+                "walk": walks[pos].concepts,
+                "question": question,
+                "raw_reply": reply[0].text,  # what the model wrote, to see why it was dropped
+            }
             if out is None:
                 detail = result.error or f"program returned {result.result!r}, not a number"
                 outcomes[pos] = Rejection(self.name, "program_error", detail, record)

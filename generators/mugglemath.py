@@ -1011,6 +1011,8 @@ class MuggleMathLLM(Stage):
         record = {**self._record(task), "question": question}
         if isinstance(reply, LLMRequestError):
             return reply.to_rejection(self.name, record)
+        # The sampled paths themselves, so a dropped question shows what the model wrote.
+        record["raw_replies"] = [c.text for c in reply]
         if not any(paths):
             return Rejection(self.name, "no_paths", "no reasoning path could be parsed", record)
         result = vote(paths, runs, self.checker, self.settings.samples)

@@ -179,26 +179,25 @@ def load_seeds(config: BuildConfig, ctx: BuildContext) -> tuple[list[Seed], list
     return templated, rejected
 
 
-def count_readable_seeds(source: str, max_seeds: int | None) -> int:
-    """Read a seed source through and count its usable rows.
+def check_seed_source(source: str, max_seeds: int | None) -> None:
+    """Make sure a seed source can be read and holds at least one usable seed.
 
+    Reads only up to the first usable row: later malformed rows become rejections during
+    the build, this is the cheap up-front check that the source is a seed source at all.
     Failure modes: InputFileError from the reader (missing file, not JSONL, unreadable
     Parquet, unknown dataset), or when no row at all is a usable seed (the first rejection
     names file and line).
     """
     from generators.seeds.readers import read_seeds
 
-    count = 0
     first_problem: Rejection | None = None
     for item in read_seeds(source, max_seeds):
         if isinstance(item, Seed):
-            count += 1
-        elif first_problem is None:
+            return
+        if first_problem is None:
             first_problem = item
-    if count == 0:
-        why = first_problem.detail if first_problem is not None else "the source is empty"
-        raise InputFileError(source, f"no usable seed row ({why})")
-    return count
+    why = first_problem.detail if first_problem is not None else "the source is empty"
+    raise InputFileError(source, f"no usable seed row ({why})")
 
 
 def pack_batches(units: list[Unit], generator: str, batch_size: int, first: int) -> list[Batch]:

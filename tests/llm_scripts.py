@@ -35,6 +35,7 @@ import json
 import re
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -61,6 +62,18 @@ _CRATES = re.compile(r"stacks (\d+) crates with (\d+) jars in each crate and the
 # MathScale problems: "A shop packs A boxes of B stickers and gives away C." → A * B - C
 _STICKERS = re.compile(r"packs (\d+) boxes of (\d+) stickers and gives away (\d+)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One request as a prompt-kind method sees it. `serial` counts earlier answers to the
+    same request: a model sampling again writes something new."""
+
+    prompt: str
+    messages: list[Any]
+    n: int
+    scenario: str
+    serial: int
 
 
 def prompt_kind(request: dict[str, Any]) -> str:
@@ -99,6 +112,7 @@ class ScriptedLLM:
         self.served: dict[str, list[str]] = {}  # kind → scenarios given out, in order
         self._attempts: Counter[str] = Counter()
         self._seen: Counter[str] = Counter()
+        self._replies: Counter[str] = Counter()  # answers given per request key
         self._lock = threading.Lock()
 
     def scenario(self, key: str) -> str | None:
@@ -156,17 +170,21 @@ class ScriptedLLM:
         if scenario == "empty":
             return Reply.empty()
         messages = request["messages"]
-        prompt = str(messages[-1]["content"])
-        n = int(request.get("n") or 1)
+        with self._lock:
+            serial = self._replies[request_key(request)]
+            self._replies[request_key(request)] += 1
+        ask = Ask(
+            str(messages[-1]["content"]), messages, int(request.get("n") or 1), scenario, serial
+        )
         answer = getattr(self, f"_{kind}", None)
         if answer is None:
             return "I do not know what to do with this prompt."
-        return answer(prompt, messages, n, scenario)
+        return answer(ask)
 
     # -- one method per prompt kind -------------------------------------------------------------
 
-    def _augment(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
-        h = _digest(prompt)
+    def _augment(self, ask: Ask) -> str:
+        h = _digest(ask.prompt)
         a, b, c = 2 + h % 8, 3 + (h // 8) % 9, 1 + (h // 72) % 9
         name = NAMES[(h // 648) % len(NAMES)]
         question = (
@@ -175,20 +193,20 @@ class ScriptedLLM:
         )
         return json.dumps({"question": question})
 
-    def _solve(self, prompt: str, messages: list[Any], n: int, scenario: str) -> Reply | str:
-        match = _CRATES.search(prompt)
+    def _solve(self, ask: Ask) -> Reply | str:
+        match = _CRATES.search(ask.prompt)
         if match is None:
             return "I cannot solve this."
         a, b, c = (int(x) for x in match.groups())
         total = a * b + c
-        stated = [total] * n
-        returned = [total] * n
-        if scenario == "minority":
+        stated = [total] * ask.n
+        returned = [total] * ask.n
+        if ask.scenario == "minority":
             stated[-1] = returned[-1] = total + 1
-        elif scenario == "no_majority":
-            stated = returned = [total + i for i in range(n)]
-        elif scenario == "program_disagrees":
-            returned = [total + 5] * n
+        elif ask.scenario == "no_majority":
+            stated = returned = [total + i for i in range(ask.n)]
+        elif ask.scenario == "program_disagrees":
+            returned = [total + 5] * ask.n
         paths = [
             f"{a} * {b} = {a * b}\n{a * b} + {c} = {s}\nThe answer is {s}.\n\n"
             f"```python\ndef solution():\n    stacked = {a} * {b}\n    return stacked + {c}"
@@ -197,29 +215,28 @@ class ScriptedLLM:
         ]
         return Reply(content=paths)
 
-    def _concepts(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
-        h = _digest(prompt)
+    def _concepts(self, ask: Ask) -> str:
+        h = _digest(ask.prompt)
         topics = [("arithmetic", "measurement", "money")[h % 3]]
         points = ["multiplication", ("addition", "subtraction", "unit rates")[(h // 3) % 3]]
         return json.dumps({"topics": topics, "knowledge_points": points})
 
-    def _generate(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
-        h = _digest(prompt)
+    def _generate(self, ask: Ask) -> str:
+        h = _digest(f"{ask.prompt}#{ask.serial}")
         a, b = 2 + h % 8, 3 + (h // 8) % 9
         c = 1 + (h // 72) % (a * b - 1)
         left = a * b - c
-        returned = left + 1 if scenario == "program_disagrees" else left
+        off = " + 1" if ask.scenario == "program_disagrees" else ""
         return (
             f"Question: A shop packs {a} boxes of {b} stickers and gives away {c}. "
             "How many stickers are left?\n"
             f"Solution: {a} * {b} = {a * b}\n{a * b} - {c} = {left}\n"
             f"The answer is {left}.\n"
-            f"```python\ndef solution():\n    packed = {a} * {b}\n"
-            f"    return packed - {c}{' + 1' if returned != left else ''}\n```"
+            f"```python\ndef solution():\n    packed = {a} * {b}\n    return packed - {c}{off}\n```"
         )
 
-    def _self_edit(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
-        step = prompt.rsplit("Current step:\n", 1)[-1].strip()
+    def _self_edit(self, ask: Ask) -> str:
+        step = ask.prompt.rsplit("Current step:\n", 1)[-1].strip()
         numbers = list(_NUMBER.finditer(step))
         if not numbers:
             return step
@@ -228,29 +245,30 @@ class ScriptedLLM:
         if "." in last.group():
             wrong = f"{float(Fraction(last.group()) + 1):g}"
         edited = step[: last.start()] + wrong + step[last.end() :]
-        if scenario == "admits_error":
+        if ask.scenario == "admits_error":
             edited += " (this step contains a deliberate mistake)"
         return edited
 
-    def _rise_solve(self, prompt: str, messages: list[Any], n: int, scenario: str) -> Reply | str:
-        match = _CRATES.search(prompt) or _STICKERS.search(prompt)
+    def _rise_solve(self, ask: Ask) -> Reply | str:
+        crates = _CRATES.search(ask.prompt)
+        match = crates or _STICKERS.search(ask.prompt)
         if match is None:
             return "I am not sure."
         a, b, c = (int(x) for x in match.groups())
-        sign = "+" if _CRATES.search(prompt) else "-"
-        total = a * b + c if sign == "+" else a * b - c
+        sign = "+" if crates else "-"
+        total = a * b + c if crates else a * b - c
         texts = []
-        for i in range(n):
+        for i in range(ask.n):
             got = total if i % 2 == 0 else total + 10  # half right, half wrong
             texts.append(f"{a} * {b} = {a * b}\n{a * b} {sign} {c} = {got}\nThe answer is {got}.")
         return Reply(content=texts)
 
-    def _translate(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
-        answer = prompt.rsplit("Answer:", 1)[-1].strip()
+    def _translate(self, ask: Ask) -> str:
+        answer = ask.prompt.rsplit("Answer:", 1)[-1].strip()
         return f"```lean\ntheorem answer_stated : ({answer} : ℚ) = {answer} := by sorry\n```"
 
-    def _score(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
-        score = "poor" if scenario == "poor" else "good"
+    def _score(self, ask: Ask) -> str:
+        score = "poor" if ask.scenario == "poor" else "good"
         return json.dumps(
             {
                 "criteria": {"answer": "the conclusion states the given answer"},
@@ -259,15 +277,15 @@ class ScriptedLLM:
             }
         )
 
-    def _decouple(self, prompt: str, messages: list[Any], n: int, scenario: str) -> str:
-        # The first round has the problem in its last message; a repair round two later.
-        problem = str(messages[1]["content"])
+    def _decouple(self, ask: Ask) -> str:
+        # The problem is in the first user message; a repair round adds two more messages.
+        problem = str(ask.messages[1]["content"])
         question = problem.split("Problem:\n", 1)[1].split("\n\nGold answer:", 1)[0]
         formula = next((f for q, f in self.formulas.items() if question.startswith(q)), None)
         if formula is None:
             return "I cannot template this problem."
-        repair = len(messages) > 2
-        if scenario == "always_wrong" or (scenario == "wrong_then_fixed" and not repair):
+        repair = len(ask.messages) > 2
+        if ask.scenario == "always_wrong" or (ask.scenario == "wrong_then_fixed" and not repair):
             formula = " + ".join(f"v{i + 1}" for i in range(len(_NUMBER.findall(question))))
         return json.dumps(template_reply(question, formula))
 

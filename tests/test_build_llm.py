@@ -205,10 +205,14 @@ def test_build_finishes_with_faults_retried_or_rejected(faulty_build: dict[str, 
     assert "deliberate mistake" in admits["record"]["raw_reply"]
     (empty,) = found[("formalize_llm", "llm_empty")]
     assert empty["record"]["raw_reply"] == ""
+    # Wrong answers are rejected with what the model wrote.
     (split,) = found[("mugglemath", "no_majority")]
-    assert "votes 1/4" in split["detail"]
+    assert "votes 1/4" in split["detail"] and len(split["record"]["raw_replies"]) == 4
+    (contradicts,) = found[("mugglemath", "program_disagrees")]
+    assert "+ 5" in contradicts["record"]["raw_replies"][0]
     (disagree,) = found[("mathscale", "program_disagrees")]
     assert "program returns" in disagree["detail"]
+    assert "return packed - " in disagree["record"]["raw_reply"]
 
 
 def test_no_row_is_accepted_without_passing_its_check(faulty_build: dict[str, Any]) -> None:
@@ -299,6 +303,26 @@ def test_overwrite_with_new_config_reuses_the_request_cache(
     repeated = [r for r in new if request_key(r) in answered]
     assert repeated == []  # ...but nothing answered before was asked again
     assert len(read_table(out, "sft")) > len(faulty_build["first"]["ids"]["sft"])
+
+
+def test_repeated_concept_walks_make_different_problems(tmp_path: Path) -> None:
+    script = ScriptedLLM()
+    with MockOpenAIServer(script, models=(MODEL,)) as srv:
+        # Batches of 3 one after the other: later batches meet earlier batches' cached replies.
+        config = llm_config(
+            tmp_path / "ds",
+            srv.base_url,
+            generators="mathscale",
+            mathscale_samples=12,
+            batch_size=3,
+            max_workers=1,
+        )
+        run_build(config)
+    generate = [request_key(r) for r in srv.requests if "Write a new math word" in str(r)]
+    assert len(generate) == 12 and len(set(generate)) < 12  # a small graph repeats walks
+    sft = read_table(tmp_path / "ds", "sft")
+    assert len(sft) == 12
+    assert len({r["question"] for r in sft}) == 12  # ...but each walk index is its own sample
 
 
 GSM8K_SEEDS = [
@@ -397,7 +421,7 @@ def test_unreachable_endpoint_fails_fast_with_one_line(
         *("--out", str(tmp_path / "ds"), "--max-seeds", "1", "--generators", "mugglemath"),
         *("--llm-base-url", url, "--llm-model", MODEL),
     )
-    assert rc == 2
+    assert rc == 2, stderr
     line = error_line(stderr)
     assert "cannot reach the LLM endpoint" in line and url in line and "--llm-base-url" in line
     assert seconds < 20
@@ -410,7 +434,7 @@ def test_unknown_model_is_named(prefect_env: dict[str, str], tmp_path: Path) -> 
             *("--out", str(tmp_path / "ds"), "--max-seeds", "1", "--generators", "mugglemath"),
             *("--llm-base-url", srv.base_url, "--llm-model", "no-such-model"),
         )
-    assert rc == 2
+    assert rc == 2, stderr
     line = error_line(stderr)
     assert "unknown model 'no-such-model'" in line and MODEL in line
 
@@ -426,6 +450,6 @@ def test_half_configured_endpoint_says_what_to_set(
     prefect_env: dict[str, str], tmp_path: Path, flags: tuple[str, str], missing: str
 ) -> None:
     rc, stderr, _ = cli(prefect_env, "--out", str(tmp_path / "ds"), *flags)
-    assert rc == 2
+    assert rc == 2, stderr
     assert f"set {missing}" in error_line(stderr)
     assert not (tmp_path / "ds").exists()

@@ -12,7 +12,9 @@ from mathsynth.errors import ConfigError, InputFileError
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text("variants: 7\nseed: 3\nllm:\n  model: from-file\n")
+    cfg_file.write_text(
+        "variants: 7\nseed: 3\nllm:\n  model: from-file\n  base_url: http://127.0.0.1:8000/v1\n"
+    )
     assert load_config(cfg_file).variants == 7
     monkeypatch.setenv("MATHSYNTH_VARIANTS", "9")
     monkeypatch.setenv("MATHSYNTH_LLM__MODEL", "from-env")
@@ -40,11 +42,19 @@ def test_api_key_masked_and_not_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ({"generators": "infinitymath,bogus"}, "unknown generator 'bogus'"),
         ({"variants": 0}, "variants"),
+        ({"llm.model": "m"}, r"^llm.model is set but llm.base_url is not: set --llm-base-url"),
+        ({"llm.base_url": "http://h/v1"}, r"^llm.base_url is set but llm.model is not"),
     ],
 )
 def test_bad_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(**kwargs)
+
+
+def test_half_an_endpoint_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MATHSYNTH_LLM__MODEL", "from-env")
+    cfg = load_config(**{"llm.base_url": "http://127.0.0.1:8000/v1"})
+    assert cfg.llm.configured and cfg.llm.model == "from-env"
 
 
 def test_bad_yaml(tmp_path: Path) -> None:

@@ -17,6 +17,11 @@ class ChatRequest:
     `temperature` / `max_tokens` of None take the build's LLM settings. `purpose` labels the
     request for logs and stats ("mugglemath.augment"); it is not part of the cache key, so
     two stages sending the same prompt with the same parameters share the answer.
+
+    `first_sample` numbers the samples (`first_sample` .. `first_sample + n - 1`, the cache
+    key's sample index; it is not sent). A task that must not share its answer with another
+    task sending the same prompt sets it to its own index: MathScale walks repeat on a small
+    concept graph, and sample 0 for each would make every repeat the same problem.
     """
 
     messages: list[Message]
@@ -26,6 +31,7 @@ class ChatRequest:
     top_p: float | None = None
     stop: list[str] | None = None
     purpose: str = ""
+    first_sample: int = 0
 
     def sampling(self, default_temperature: float, default_max_tokens: int) -> dict[str, Any]:
         """The sampling parameters as sent (defaults filled in), without `n`."""

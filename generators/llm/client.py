@@ -173,7 +173,10 @@ class LLMClient:
         plans = []
         for req in requests:
             sampling = req.sampling(self.settings.temperature, self.settings.max_tokens)
-            keys = [sample_key(self.model, req.messages, sampling, i) for i in range(req.n)]
+            keys = [
+                sample_key(self.model, req.messages, sampling, req.first_sample + i)
+                for i in range(req.n)
+            ]
             plans.append((req, sampling, keys))
         all_keys = [k for _, _, keys in plans for k in keys]
         cached = self._cache.get_many(all_keys) if self._cache is not None else {}
