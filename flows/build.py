@@ -8,14 +8,12 @@ its shards were deleted (`--overwrite`, a moved directory, a wiped ~/.prefect).
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -32,9 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from mathsynth.config import BuildConfig
-from mathsynth.errors import DatasetConflictError
 from mathsynth.pipeline import (
-    CONCEPT_GRAPH_DIR,
     Batch,
     BatchSummary,
     BuildContext,
@@ -44,10 +40,10 @@ from mathsynth.pipeline import (
     plan_batches,
     run_batch,
 )
-from storage.catalog import CATALOG_NAME, Catalog
+from storage.output_dir import check_output, clear_replaced_dataset
 from storage.schemas import TABLES
 from storage.shards import clear_temp
-from storage.stats import generator_table
+from storage.stats import generator_table, generator_totals
 
 ProgressListener = Callable[[BatchSummary, int, int], None]
 _listeners: list[ProgressListener] = []
@@ -68,45 +64,6 @@ def build_batch(
     return run_batch(ctx, batch, done)
 
 
-def check_output(config: BuildConfig, overwrite: bool) -> Path:
-    """Refuse an output dir that may not receive this build (read-only check).
-
-    Failure modes: a non-empty directory that is not a mathsynth dataset, or one built from a
-    different config, raises DatasetConflictError unless `overwrite`.
-    """
-    out = config.out_dir
-    catalog = out / CATALOG_NAME
-    if overwrite or not out.exists():
-        return out
-    if any(out.iterdir()) and not catalog.exists():
-        raise DatasetConflictError(
-            f"{out} is not empty and holds no mathsynth dataset; choose another --out "
-            "or pass --overwrite"
-        )
-    stored = Catalog(out).stored_config_hash() if catalog.exists() else None
-    if stored is not None and stored != config.content_hash():
-        raise DatasetConflictError(
-            f"{out} holds a dataset built with config {stored}, not {config.content_hash()}; "
-            "choose another --out or pass --overwrite to replace it"
-        )
-    return out
-
-
-def clear_replaced_dataset(config: BuildConfig) -> None:
-    """With --overwrite: remove the old dataset's tables when its config differs."""
-    out = config.out_dir
-    catalog = out / CATALOG_NAME
-    if not out.exists():
-        return
-    stored = Catalog(out).stored_config_hash() if catalog.exists() else None
-    if stored != config.content_hash():
-        # The LLM request cache is kept on purpose: it is keyed by request content, so it
-        # stays valid under any config and saves paying for the same call twice.
-        for table in (*TABLES, CONCEPT_GRAPH_DIR):
-            shutil.rmtree(out / table, ignore_errors=True)
-        catalog.unlink(missing_ok=True)
-
-
 def check_inputs(config: BuildConfig, overwrite: bool) -> None:
     """Everything that can be refused before a flow run starts: the output dir and the seeds.
 
@@ -115,7 +72,7 @@ def check_inputs(config: BuildConfig, overwrite: bool) -> None:
     Failure modes: DatasetConflictError, InputFileError (missing / unreadable seeds, or a
     source in which no row is a usable seed).
     """
-    check_output(config, overwrite)
+    check_output(config.out_dir, config.content_hash(), overwrite)
     if config.seeds is not None:
         check_seed_source(config.seeds, config.max_seeds)
 
@@ -128,14 +85,14 @@ def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
         run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - outside a flow run (direct call in tests/bench)
         run_id = uuid.uuid4().hex
-    check_output(config, overwrite)
+    check_output(config.out_dir, config.content_hash(), overwrite)
     ctx = open_context(config, run_id)
     try:
         # Seeds are read (and decoupled) before anything is written to the output dir.
         seeds, pre_rejected = load_seeds(config, ctx)
         ctx.seeds = seeds
         if overwrite:
-            clear_replaced_dataset(config)
+            clear_replaced_dataset(config.out_dir, config.content_hash())
         ctx.catalog.init(config.content_hash(), config.effective(), overwrite)
         clear_temp(ctx.out)
         batches = plan_batches(ctx, pre_rejected)
@@ -147,7 +104,7 @@ def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
             counts.update(s.counts)
         ctx.catalog.refresh_views()
         seconds = time.perf_counter() - started
-        report = build_report(ctx, batches, summaries, seconds)
+        report = build_report(ctx, summaries, seconds)
         ctx.catalog.finish_build(
             run_id,
             status="completed",
@@ -254,37 +211,19 @@ def run_build(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
 
 
 def build_report(
-    ctx: BuildContext, batches: list[Batch], summaries: list[BatchSummary], seconds: float
+    ctx: BuildContext, summaries: list[BatchSummary], seconds: float
 ) -> dict[str, Any]:
-    """Per-generator counts from the catalog (covers batches finished by earlier runs too)."""
-    rows = ctx.catalog.query(
-        "SELECT generator, count(*), sum(tasks), "
-        "sum(coalesce(CAST(counts->>'sft' AS BIGINT), 0)), "
-        "sum(coalesce(CAST(counts->>'dpo' AS BIGINT), 0)), "
-        "sum(coalesce(CAST(counts->>'formal' AS BIGINT), 0)), "
-        "sum(coalesce(CAST(counts->>'rejected' AS BIGINT), 0)) "
-        "FROM batches GROUP BY generator ORDER BY generator"
-    )
-    generators = [
-        {
-            "generator": g,
-            "batches": int(b),
-            "tasks": int(t),
-            "sft": int(sft),
-            "dpo": int(dpo),
-            "formal": int(formal),
-            "rejected": int(rej),
-        }
-        for g, b, t, sft, dpo, formal, rej in rows
-    ]
+    """The summary the CLI prints and the artifacts show; per-generator counts come from the
+    catalog, so batches finished by earlier (crashed) runs are included."""
+    generators = generator_totals(ctx.catalog)
     return {
         "out": str(ctx.out),
         "config_hash": ctx.config_hash,
         "seconds": round(seconds, 2),
-        "batches": len(batches),
+        "batches": len(summaries),
         "batches_skipped": sum(s.skipped for s in summaries),
         "generators": generators,
-        "totals": {t: sum(g[t] for g in generators) for t in ("sft", "dpo", "formal", "rejected")},
+        "totals": {t: sum(g[t] for g in generators) for t in TABLES},
         "llm": dict(ctx.extra["llm"].stats) if "llm" in ctx.extra else {},
     }
 

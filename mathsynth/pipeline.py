@@ -121,7 +121,6 @@ def open_context(config: BuildConfig, run_id: str) -> BuildContext:
 
 
 LLM_CACHE_NAME = "llm_cache.sqlite"
-CONCEPT_GRAPH_DIR = "concept_graph"
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -257,7 +256,11 @@ def _plan_mathscale(ctx: BuildContext) -> tuple[list[Unit], list[Record]]:
     """
     from generators.concept_graph import ConceptGraph
     from generators.mathscale import extract_concepts, graph_from_seeds, plan_mathscale
-    from storage.concept_graph_store import load_concept_graph, save_concept_graph
+    from storage.concept_graph_store import (
+        CONCEPT_GRAPH_DIR,
+        load_concept_graph,
+        save_concept_graph,
+    )
 
     graph_dir = ctx.out / CONCEPT_GRAPH_DIR
     graph = load_concept_graph(graph_dir) or ConceptGraph()

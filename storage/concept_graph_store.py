@@ -22,6 +22,9 @@ import pyarrow.parquet as pq
 from generators.concept_graph import MERGE_THRESHOLD, ConceptGraph
 from mathsynth.errors import InputFileError
 
+# Where a build keeps its concept graph, inside the output directory.
+CONCEPT_GRAPH_DIR = "concept_graph"
+
 MEMBERS_SCHEMA = pa.schema(
     [
         ("seed_id", pa.string()),

@@ -85,3 +85,21 @@ def generator_table(catalog: Catalog, generator: str) -> list[dict[str, Any]]:
             for key, value in json.loads(source or "{}").items():
                 totals[key] = totals.get(key, 0) + int(value)
     return [{"metric": k, "value": v} for k, v in sorted(totals.items())]
+
+
+def generator_totals(catalog: Catalog) -> list[dict[str, Any]]:
+    """Rows written per generator and table, over every finished batch of the dataset."""
+    columns = ", ".join(f"sum(coalesce(CAST(counts->>'{t}' AS BIGINT), 0))" for t in TABLES)
+    rows = catalog.query(
+        f"SELECT generator, count(*), sum(tasks), {columns} FROM batches "
+        "GROUP BY generator ORDER BY generator"
+    )
+    return [
+        {
+            "generator": g,
+            "batches": int(b),
+            "tasks": int(t),
+            **{table: int(n) for table, n in zip(TABLES, counts, strict=True)},
+        }
+        for g, b, t, *counts in rows
+    ]
