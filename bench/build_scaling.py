@@ -45,18 +45,15 @@ def child(mode: str, seeds: str, variants: int, out: str) -> None:
         report = run_build(config)
         rows = report["totals"]["sft"]
     else:
-        from mathsynth.pipeline import load_seeds, open_context, plan_batches, run_batch
-        from storage.shards import clear_temp
+        from mathsynth.pipeline import finish_build, open_context, prepare_build, run_batch
 
         ctx = open_context(config, "direct")
         try:
-            ctx.catalog.init(config.content_hash(), config.effective(), overwrite=False)
-            clear_temp(ctx.out)
-            ctx.seeds, rejected = load_seeds(config, ctx)
-            batches = plan_batches(ctx, rejected)
+            batches, done = prepare_build(ctx, overwrite=False)
             with ThreadPoolExecutor(max_workers=config.max_workers) as pool:
-                summaries = list(pool.map(lambda b: run_batch(ctx, b, set()), batches))
-            rows = sum(s.counts.get("sft", 0) for s in summaries)
+                summaries = list(pool.map(lambda b: run_batch(ctx, b, done), batches))
+            report = finish_build(ctx, summaries, time.perf_counter() - start)
+            rows = report["totals"]["sft"]
         finally:
             ctx.close()
     seconds = time.perf_counter() - start
@@ -170,6 +167,11 @@ def main() -> None:
         for size in sizes:
             variants = math.ceil(size / templated)
             r = run_child("prefect", seeds, variants, env)
+            if r["rows"] < 0.97 * size:
+                # Some seeds run out of distinct valid draws at high variant counts (those
+                # variants are rejected); scale up once so the size is really reached.
+                variants = math.ceil(variants * size / r["rows"])
+                r = run_child("prefect", seeds, variants, env)
             results.append((size, variants, r))
             print(
                 f"{size:>7} target: {r['rows']:>7} sft rows in {r['seconds']:7.1f} s = "

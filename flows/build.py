@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,15 +34,13 @@ from mathsynth.pipeline import (
     BatchSummary,
     BuildContext,
     check_seed_source,
-    load_seeds,
+    finish_build,
     open_context,
-    plan_batches,
+    prepare_build,
     run_batch,
 )
-from storage.output_dir import check_output, clear_replaced_dataset
-from storage.schemas import TABLES
-from storage.shards import clear_temp
-from storage.stats import generator_table, generator_totals
+from storage.output_dir import check_output
+from storage.stats import generator_table
 
 ProgressListener = Callable[[BatchSummary, int, int], None]
 _listeners: list[ProgressListener] = []
@@ -88,32 +85,9 @@ def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
     check_output(config.out_dir, config.content_hash(), overwrite)
     ctx = open_context(config, run_id)
     try:
-        # Seeds are read (and decoupled) before anything is written to the output dir.
-        seeds, pre_rejected = load_seeds(config, ctx)
-        ctx.seeds = seeds
-        if overwrite:
-            clear_replaced_dataset(config.out_dir, config.content_hash())
-        ctx.catalog.init(config.content_hash(), config.effective(), overwrite)
-        clear_temp(ctx.out)
-        batches = plan_batches(ctx, pre_rejected)
-        done = ctx.catalog.finished_batches()
-        ctx.catalog.start_build(run_id, config.content_hash(), config.effective())
+        batches, done = prepare_build(ctx, overwrite)
         summaries = _run_batches(ctx, batches, done)
-        counts = Counter[str]()
-        for s in summaries:
-            counts.update(s.counts)
-        ctx.catalog.refresh_views()
-        seconds = time.perf_counter() - started
-        report = build_report(ctx, summaries, seconds)
-        ctx.catalog.finish_build(
-            run_id,
-            status="completed",
-            seconds=seconds,
-            batches_total=len(batches),
-            batches_skipped=sum(s.skipped for s in summaries),
-            counts=dict(counts),
-            llm=report.get("llm"),
-        )
+        report = finish_build(ctx, summaries, time.perf_counter() - started)
         _publish_report(report)
         return report
     finally:
@@ -163,15 +137,22 @@ _active_builds: dict[str, _ActiveBuild] = {}
 class _Tracker:
     """Counts finished batches across subflows for the progress artifact and listeners."""
 
+    # Each update is an API round trip on the flow's thread; a few per second are plenty.
+    MIN_UPDATE_INTERVAL_S = 1.0
+
     def __init__(self, progress_id: Any, total: int) -> None:
         self.progress_id = progress_id
         self.total = total
         self.done = 0
+        self._last_update = 0.0
 
     def batch_finished(self, summary: BatchSummary) -> None:
         self.done += 1
-        if self.progress_id is not None:
+        now = time.monotonic()
+        due = now - self._last_update >= self.MIN_UPDATE_INTERVAL_S or self.done == self.total
+        if self.progress_id is not None and due:
             update_progress_artifact(self.progress_id, 100.0 * self.done / self.total)
+            self._last_update = now
         with _listeners_lock:
             listeners = list(_listeners)
         for listener in listeners:
@@ -208,24 +189,6 @@ def run_build(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
     check_inputs(config, overwrite)
     runner = ThreadPoolTaskRunner(max_workers=config.max_workers)
     return build_flow.with_options(task_runner=runner)(config=config, overwrite=overwrite)
-
-
-def build_report(
-    ctx: BuildContext, summaries: list[BatchSummary], seconds: float
-) -> dict[str, Any]:
-    """The summary the CLI prints and the artifacts show; per-generator counts come from the
-    catalog, so batches finished by earlier (crashed) runs are included."""
-    generators = generator_totals(ctx.catalog)
-    return {
-        "out": str(ctx.out),
-        "config_hash": ctx.config_hash,
-        "seconds": round(seconds, 2),
-        "batches": len(summaries),
-        "batches_skipped": sum(s.skipped for s in summaries),
-        "generators": generators,
-        "totals": {t: sum(g[t] for g in generators) for t in TABLES},
-        "llm": dict(ctx.extra["llm"].stats) if "llm" in ctx.extra else {},
-    }
 
 
 def _publish_report(report: dict[str, Any]) -> None:

@@ -24,7 +24,10 @@ from mathsynth.errors import ConfigError, InputFileError
 from mathsynth.records import Record, Rejection
 from mathsynth.stage import Stage, run_pipeline
 from storage.catalog import Catalog
-from storage.shards import write_batch_shards
+from storage.output_dir import clear_replaced_dataset
+from storage.schemas import TABLES
+from storage.shards import clear_temp, write_batch_shards
+from storage.stats import generator_totals
 from verifiers.exec_check import ExecVerifier
 from verifiers.sandbox import Sandbox
 
@@ -403,3 +406,53 @@ def run_batch(ctx: BuildContext, batch: Batch, done: set[int] | None = None) -> 
         shards=[(t, str(s.path.relative_to(ctx.out)), s.rows, s.bytes) for t, s in shards.items()],
     )
     return BatchSummary(batch.number, batch.generator, False, seconds, dict(counts), dict(stats))
+
+
+# -- a whole build, minus orchestration -------------------------------------------------------
+
+
+def prepare_build(ctx: BuildContext, overwrite: bool) -> tuple[list[Batch], set[int]]:
+    """Read (and decouple) the seeds, claim the output dir, plan; returns the batches and the
+    numbers of those already finished. Seeds are read before anything is written, so bad
+    input leaves the output directory untouched."""
+    config = ctx.config
+    ctx.seeds, pre_rejected = load_seeds(config, ctx)
+    if overwrite:
+        clear_replaced_dataset(ctx.out, ctx.config_hash)
+    ctx.catalog.init(ctx.config_hash, config.effective(), overwrite)
+    clear_temp(ctx.out)
+    batches = plan_batches(ctx, pre_rejected)
+    ctx.catalog.start_build(ctx.run_id, ctx.config_hash, config.effective())
+    return batches, ctx.catalog.finished_batches()
+
+
+def finish_build(
+    ctx: BuildContext, summaries: list[BatchSummary], seconds: float
+) -> dict[str, Any]:
+    """Refresh the catalog views, record the run, and return the build report (per-generator
+    counts come from the catalog, so batches finished by earlier, crashed runs count too)."""
+    ctx.catalog.refresh_views()
+    generators = generator_totals(ctx.catalog)
+    counts: Counter[str] = Counter()
+    for summary in summaries:
+        counts.update(summary.counts)
+    report = {
+        "out": str(ctx.out),
+        "config_hash": ctx.config_hash,
+        "seconds": round(seconds, 2),
+        "batches": len(summaries),
+        "batches_skipped": sum(s.skipped for s in summaries),
+        "generators": generators,
+        "totals": {t: sum(g[t] for g in generators) for t in TABLES},
+        "llm": dict(ctx.extra["llm"].stats) if "llm" in ctx.extra else {},
+    }
+    ctx.catalog.finish_build(
+        ctx.run_id,
+        status="completed",
+        seconds=seconds,
+        batches_total=report["batches"],
+        batches_skipped=report["batches_skipped"],
+        counts=dict(counts),
+        llm=report["llm"],
+    )
+    return report
