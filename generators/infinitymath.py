@@ -60,6 +60,18 @@ class Draft:
     values: dict[str, Any]
 
 
+def sandbox_job(job_id: str, spec: SeedSpec, values: dict[str, Any]) -> SandboxJob:
+    """Run a seed's program on `values`, capturing locals for the solution template and
+    checking the seed's constraints: the result `render_variant` judges."""
+    return SandboxJob(
+        id=job_id,
+        code=spec.program,
+        kwargs=values,
+        capture_locals=True,
+        checks=list(spec.constraints),
+    )
+
+
 def render_variant(
     spec: SeedSpec, values: dict[str, Any], result: SandboxResult
 ) -> Draft | tuple[str, str]:
@@ -147,15 +159,7 @@ class InstantiateVariants(Stage):
             for stream in active:
                 for values in self._draw_round(stream):
                     candidates.append((stream, values))
-                    jobs.append(
-                        SandboxJob(
-                            id=f"{stream.seed.id}:{len(jobs)}",
-                            code=stream.spec.program,
-                            kwargs=values,
-                            capture_locals=True,
-                            checks=list(stream.spec.constraints),
-                        )
-                    )
+                    jobs.append(sandbox_job(f"{stream.seed.id}:{len(jobs)}", stream.spec, values))
             results = self.sandbox.run(jobs) if jobs else []
             self.stat_update("sandbox_runs", len(jobs))
             for (stream, values), result in zip(candidates, results, strict=True):

@@ -894,25 +894,3 @@ def _is_double(value: Fraction) -> bool:
         return Fraction(float(value)) == value
     except OverflowError:
         return False
-
-
-def _result_type(op: str, left: PyType, right: PyType) -> PyType:
-    """Python's type for `left op right` (`/` of two ints is a float; Fraction // is an int)."""
-    if "float" in (left, right):
-        return "float"
-    if "Fraction" in (left, right):
-        return "int" if op == "//" else "Fraction"
-    return "float" if op == "/" else "int"
-
-
-def _retyped(expr: Expr, py: PyType, exact: bool) -> Expr:
-    """The same term after a value-preserving conversion (float(), int(), Fraction())."""
-    return dataclasses.replace(expr, py=py, exact=exact)
-
-
-def _is_double(value: Fraction) -> bool:
-    """Whether a binary64 float holds exactly this value."""
-    try:
-        return Fraction(float(value)) == value
-    except OverflowError:
-        return False

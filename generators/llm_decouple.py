@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from generators.infinitymath import Draft, render_variant
+from generators.infinitymath import Draft, render_variant, sandbox_job
 from generators.llm.chat import ChatRequest, Message
 from generators.llm.client import LLMClient
 from generators.llm.errors import LLMRequestError, ReplyParseError
@@ -33,7 +33,7 @@ from generators.llm.parsing import extract_json_object
 from generators.seeds.spec import Seed, SeedSpec
 from mathsynth.records import Rejection
 from verifiers.answers import AnswerChecker
-from verifiers.sandbox import Sandbox, SandboxJob
+from verifiers.sandbox import Sandbox
 
 STAGE = "infinitymath.llm_decouple"
 PURPOSE = "infinitymath.decouple"
@@ -209,15 +209,7 @@ def _verify(attempts: list[_Attempt], sandbox: Sandbox, checker: AnswerChecker) 
             a.failure = ReplyParseError("bad_fields", f"bad variable default ({exc})", a.reply)
             values = {}
         defaults.append(values)
-        jobs.append(
-            SandboxJob(
-                id=a.seed.id,
-                code=a.spec.program,
-                kwargs=values,
-                capture_locals=True,
-                checks=list(a.spec.constraints),
-            )
-        )
+        jobs.append(sandbox_job(a.seed.id, a.spec, values))
     runnable = [i for i, a in enumerate(attempts) if a.failure is None]
     results = sandbox.run([jobs[i] for i in runnable])
     drafts: list[tuple[_Attempt, Draft]] = []

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from generators.concept_graph import ConceptGraph, ConceptWalk, Node
-from generators.infinitymath import Draft, render_variant
+from generators.infinitymath import Draft, render_variant, sandbox_job
 from generators.llm import (
     ChatRequest,
     Completion,
     LLMClient,
     LLMRequestError,
     ReplyParseError,
+    complete_counted,
     usage_provenance,
 )
 from generators.llm.parsing import extract_json_object
@@ -35,10 +36,9 @@ from generators.mugglemath import (
     Composition,
     ReasoningPath,
     compatible_slots,
-    count_usage,
+    emit_in_order,
     program_answer,
     run_in_rounds,
-    sandbox_job,
 )
 from generators.sampling import UnsatisfiableSpecError, encode_variables, sample_values
 from generators.seeds.spec import Seed, SeedSpec, SeedTask
@@ -182,12 +182,7 @@ class MathScaleOffline(Stage):
         for (k, plan, comp), result in zip(pairs, made, strict=True):
             outcomes[k] = self._composed(tasks[k], plan, comp, result)
 
-        for k in range(len(tasks)):
-            record = outcomes[k]
-            self.stat_update(
-                "accepted" if isinstance(record, Problem) else f"rejected:{record.reason}"
-            )
-            yield record
+        yield from emit_in_order(self, outcomes, len(tasks))
 
     def _plan(self, task: SeedTask) -> WalkPlan:
         rng = random.Random(content_id(self.global_seed, GENERATOR, METHOD, task.index))
@@ -314,15 +309,13 @@ def extract_concepts(
         )
         for s in todo
     ]
-    results = client.complete_many(requests) if requests else []
-    stage.stat_update("llm_requests", len(requests))
+    results = complete_counted(client, stage, requests)
     rejected = []
     for seed, result in zip(todo, results, strict=True):
         record = {"seed_id": seed.id, "question": seed.question}
         if isinstance(result, LLMRequestError):
             rejected.append(result.to_rejection(stage.name, record))
             continue
-        count_usage(stage, result)
         try:
             data = extract_json_object(result[0].text, ("topics", "knowledge_points"))
             topics = _names(data["topics"], 2)
@@ -395,8 +388,7 @@ class MathScaleLLM(Stage):
             )
             for p, t in zip(prompts, tasks, strict=True)
         ]
-        replies = self.client.complete_many(requests) if requests else []
-        self.stat_update("llm_requests", len(requests))
+        replies = complete_counted(self.client, self, requests)
 
         outcomes: dict[int, Record] = {}
         drafts: list[tuple[int, str, ReasoningPath, list[Completion]]] = []
@@ -405,7 +397,6 @@ class MathScaleLLM(Stage):
             if isinstance(reply, LLMRequestError):
                 outcomes[pos] = reply.to_rejection(self.name, record)
                 continue
-            count_usage(self, reply)
             text = reply[0].text
             match = _QUESTION.search(text)
             try:
@@ -444,11 +435,7 @@ class MathScaleLLM(Stage):
                 tasks[pos], walks[pos], question, path, out, reply, detail
             )
 
-        for pos in range(len(tasks)):
-            record = outcomes[pos]
-            key = "accepted" if isinstance(record, Problem) else f"rejected:{record.reason}"
-            self.stat_update(key)
-            yield record
+        yield from emit_in_order(self, outcomes, len(tasks))
 
     def _problem(
         self,

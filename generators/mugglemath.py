@@ -26,18 +26,19 @@ import ast
 import random
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, TypeVar
 
-from generators.infinitymath import ANSWER_LINE, Draft, render_variant
+from generators.infinitymath import ANSWER_LINE, Draft, render_variant, sandbox_job
 from generators.llm import (
     ChatRequest,
     Completion,
     LLMClient,
     LLMRequestError,
     ReplyParseError,
+    complete_counted,
     usage_provenance,
 )
 from generators.llm.parsing import extract_code, extract_final_answer, extract_json_object
@@ -389,12 +390,7 @@ class MuggleMathOffline(Stage):
             outcomes[pos] = self._composed(task, comp, made)
         self.stat_update("sandbox_runs", composer.jobs_run)
 
-        for pos in range(len(tasks)):
-            record = outcomes[pos]
-            self.stat_update(
-                "accepted" if isinstance(record, Problem) else f"rejected:{record.reason}"
-            )
-            yield record
+        yield from emit_in_order(self, outcomes, len(tasks))
 
     # ------------------------------------------------------------------ per strategy
 
@@ -629,6 +625,16 @@ def run_in_rounds(
     return [out[k] for k in range(len(candidates))]
 
 
+def emit_in_order(stage: Stage, outcomes: Mapping[int, Record], count: int) -> Iterator[Record]:
+    """Yield tasks 0..count-1's outcomes in task order, counting each in `stage`'s stats as
+    `accepted` (a Problem) or `rejected:<reason>` (a Rejection) when it is yielded."""
+    for pos in range(count):
+        record = outcomes[pos]
+        key = "accepted" if isinstance(record, Problem) else f"rejected:{record.reason}"
+        stage.stat_update(key)
+        yield record
+
+
 # --------------------------------------------------------------------------- composer
 
 
@@ -745,17 +751,6 @@ class Composer:
         return self.sandbox.run(jobs) if jobs else []
 
 
-def sandbox_job(job_id: str, spec: SeedSpec, values: dict[str, Any]) -> SandboxJob:
-    """Run a seed's program on `values`, capturing locals for the solution template."""
-    return SandboxJob(
-        id=job_id,
-        code=spec.program,
-        kwargs=values,
-        capture_locals=True,
-        checks=list(spec.constraints),
-    )
-
-
 def _as_type(value: Fraction, var: VariableSpec) -> int | float | Fraction:
     if var.type == "int":
         return int(value)
@@ -808,15 +803,6 @@ Problem:
 
 # Reasoning paths are sampled hotter than the rewrite so that they can disagree.
 PATH_TEMPERATURE = 0.9
-
-
-def count_usage(stage: Stage, completions: Sequence[Completion]) -> None:
-    """Add fresh (not cached) tokens and cost to a stage's stats for its artifact table."""
-    for c in completions:
-        if not c.cached:
-            stage.stat_update("tokens_in", c.tokens_in)
-            stage.stat_update("tokens_out", c.tokens_out)
-            stage.stat_update("cost_usd_micros", round(c.cost_usd * 1_000_000))
 
 
 def program_answer(result: Any) -> str | None:
@@ -993,11 +979,7 @@ class MuggleMathLLM(Stage):
             runs = [next(results) if p is not None else None for p in paths]
             outcomes[pos] = self._judge(tasks[pos], question, rewrite, reply, paths, runs)
 
-        for pos in range(len(tasks)):
-            record = outcomes[pos]
-            key = "accepted" if isinstance(record, Problem) else f"rejected:{record.reason}"
-            self.stat_update(key)
-            yield record
+        yield from emit_in_order(self, outcomes, len(tasks))
 
     def _judge(
         self,
@@ -1062,14 +1044,7 @@ class MuggleMathLLM(Stage):
         return AUGMENT_PROMPT.format(instruction=instruction, question=task.seed.question)
 
     def _complete(self, requests: list[ChatRequest]) -> list[list[Completion] | LLMRequestError]:
-        if not requests:
-            return []
-        results = self.client.complete_many(requests)
-        self.stat_update("llm_requests", len(requests))
-        for result in results:
-            if not isinstance(result, LLMRequestError):
-                count_usage(self, result)
-        return results
+        return complete_counted(self.client, self, requests)
 
     def _record(self, task: SeedTask) -> dict[str, Any]:
         assert task.seed is not None

@@ -114,6 +114,14 @@ class _Rewrite:
     def __init__(self) -> None:
         self.by_line: dict[int, dict[tuple[int, int], str]] = {}
 
+    @classmethod
+    def of(cls, line: int, replacements: Iterable[Replacement]) -> _Rewrite:
+        """A rewrite holding one edit's own replacements in `line`."""
+        rewrite = cls()
+        for start, end, text in replacements:
+            rewrite.add(line, start, end, text)
+        return rewrite
+
     def add(self, line: int, start: int, end: int, text: str) -> bool:
         spans = self.by_line.setdefault(line, {})
         if spans.get((start, end), text) != text:
@@ -129,6 +137,14 @@ class _Rewrite:
                 text = text[:start] + new + text[end:]
             out[line] = text
         return out
+
+
+def _edited_value(equation: Equation, edit: ExpressionEdit) -> Fraction | None:
+    """The value of `equation`'s expression after `edit`; None when it divides by zero."""
+    try:
+        return Equation(edit.tokens, equation.result).computed()
+    except ZeroDivisionError:
+        return None
 
 
 def _plausible(old: Fraction, new: Fraction) -> bool:
@@ -241,17 +257,14 @@ class ErrorInjector:
     def _propagated(
         self, line: int, equation: Equation, edit: ExpressionEdit
     ) -> InjectedError | None:
-        try:
-            new_value = Equation(edit.tokens, equation.result).computed()
-        except ZeroDivisionError:
+        new_value = _edited_value(equation, edit)
+        if new_value is None:
             return None
         old = equation.written
         result_text = render_number(new_value, equation.result.text)
         if result_text is None or not _plausible(old, new_value) or old in self.question_values:
             return None
-        rewrite = _Rewrite()
-        for start, end, text in edit.replacements:
-            rewrite.add(line, start, end, text)
+        rewrite = _Rewrite.of(line, edit.replacements)
         result_edit = (equation.result.start, equation.result.end, result_text)
         rewrite.add(line, *result_edit)
         changes = {old: number_value(result_text)}
@@ -316,15 +329,10 @@ class ErrorInjector:
     def _false_step(
         self, line: int, equation: Equation, edit: ExpressionEdit
     ) -> InjectedError | None:
-        try:
-            new_value = Equation(edit.tokens, equation.result).computed()
-        except ZeroDivisionError:
+        new_value = _edited_value(equation, edit)
+        if new_value is None or new_value == equation.written:
             return None
-        if new_value == equation.written:
-            return None
-        rewrite = _Rewrite()
-        for start, end, text in edit.replacements:
-            rewrite.add(line, start, end, text)
+        rewrite = _Rewrite.of(line, edit.replacements)
         own = _apply_to_line(self.parsed.lines[line], edit.replacements)
         detail = (
             f"step {line}: expression evaluates to {_format_value(new_value)} "

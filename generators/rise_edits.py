@@ -47,6 +47,17 @@ def _with_text(tokens: tuple[Token, ...], index: int, text: str) -> tuple[Token,
     return (*tokens[:index], replace(tokens[index], text=text), *tokens[index + 1 :])
 
 
+def _token_edit(error_type: str, equation: Equation, index: int, text: str) -> ExpressionEdit:
+    """The edit writing `text` in place of token `index` (an operand's number or an operator)."""
+    token = equation.tokens[index]
+    return ExpressionEdit(
+        error_type,
+        _with_text(equation.tokens, index, text),
+        ((token.start, token.end, text),),
+        f"{token.text} -> {text}",
+    )
+
+
 def _shown(token: Token) -> Fraction:
     """The number as displayed, before % scaling ("25%" -> 25)."""
     return number_value(token.text.rstrip("%"))
@@ -76,14 +87,7 @@ def change_number(equation: Equation, context: Iterable[Fraction]) -> list[Expre
             text = render_number(shown * scale, token.text)
             if text is None or text == token.text:
                 continue
-            edits.append(
-                ExpressionEdit(
-                    "change_number",
-                    _with_text(equation.tokens, i, text),
-                    ((token.start, token.end, text),),
-                    f"{token.text} -> {text}",
-                )
-            )
+            edits.append(_token_edit("change_number", equation, i, text))
     return edits
 
 
@@ -99,14 +103,7 @@ def wrong_substitution(equation: Equation, context: Iterable[Fraction]) -> list[
             text = render_number(value, token.text)
             if text is None or value == token.value:
                 continue
-            edits.append(
-                ExpressionEdit(
-                    "wrong_substitution",
-                    _with_text(equation.tokens, i, text),
-                    ((token.start, token.end, text),),
-                    f"{token.text} -> {text}",
-                )
-            )
+            edits.append(_token_edit("wrong_substitution", equation, i, text))
     return edits
 
 
@@ -116,14 +113,7 @@ def operator_swap(equation: Equation, context: Iterable[Fraction]) -> list[Expre
     for i in equation.operator_indices:
         token = equation.tokens[i]
         for text in _OPERATOR_SWAPS[token.text]:
-            edits.append(
-                ExpressionEdit(
-                    "operator_swap",
-                    _with_text(equation.tokens, i, text),
-                    ((token.start, token.end, text),),
-                    f"{token.text} -> {text}",
-                )
-            )
+            edits.append(_token_edit("operator_swap", equation, i, text))
     return edits
 
 

@@ -16,6 +16,7 @@ from generators.llm.chat import ChatRequest, Completion
 from generators.llm.client import LLMClient
 from generators.llm.errors import LLMRequestError, LLMUnavailableError, ReplyParseError
 from generators.llm.retry import RetryPolicy
+from generators.llm.stage_stats import complete_counted
 
 __all__ = [
     "ChatRequest",
@@ -26,6 +27,7 @@ __all__ = [
     "ReplyParseError",
     "RequestCache",
     "RetryPolicy",
+    "complete_counted",
     "cost_usd",
     "usage_provenance",
 ]
