@@ -141,10 +141,7 @@ def enter_filesystem_namespace(tmpfs_mb: int, needed: list[str]) -> Layer:
             readonly += 1
     private = []
     for target in ("/tmp", "/var/tmp", "/dev/shm"):
-        # mode 0711: workers cannot create files here, only in their own directory
-        if os.path.isdir(target) and _mount(
-            "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmpfs_mb}m,mode=0711"
-        ):
+        if os.path.isdir(target) and _private_tmpfs(target, tmpfs_mb, needed):
             private.append(target)
     if "/tmp" not in private:
         return Layer("filesystem", False, f"cannot mount a private /tmp: {_errno_text()}")
@@ -158,6 +155,34 @@ def enter_filesystem_namespace(tmpfs_mb: int, needed: list[str]) -> Layer:
         detail += f", only {', '.join(exposed)} visible inside {', '.join(closed)}"
     detail += ", /proc hidden" if hidden else f", /proc NOT hidden ({_errno_text()})"
     return Layer("filesystem", True, detail)
+
+
+def _private_tmpfs(target: str, size_mb: int, needed: list[str]) -> bool:
+    """Cover `target` with a fresh tmpfs, keeping the `needed` directories below it.
+
+    A project or virtualenv checked out under /tmp (CI clones often are) must stay readable
+    or the workers could not import the rest of sympy. Those directories are opened before
+    the tmpfs hides them and bound back, read-only, from their descriptors (through
+    /proc/self/fd, still mounted at this point). Mode 0711: workers cannot create files at
+    the top, only in their own directory.
+    """
+    prefix = target.rstrip(os.sep) + os.sep
+    keep = sorted({os.path.abspath(p) for p in needed if os.path.isdir(p)})
+    keep = [p for p in keep if p.startswith(prefix)]
+    keep = [p for p in keep if not any(p.startswith(q + os.sep) for q in keep if q != p)]
+    handles = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep]
+    try:
+        options = f"size={size_mb}m,mode=0711"
+        if not _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options):
+            return False
+        for path, fd in handles:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            if _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None):
+                _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+        return True
+    finally:
+        for _, fd in handles:
+            os.close(fd)
 
 
 def _closed_ancestor(path: str) -> str | None:
