@@ -24,10 +24,12 @@ from mathsynth.errors import ConfigError, InputFileError
 from mathsynth.records import Record, Rejection
 from mathsynth.stage import Stage, run_pipeline
 from storage.catalog import Catalog
+from storage.dedup import drop_cross_batch_duplicates
 from storage.output_dir import clear_replaced_dataset
 from storage.schemas import TABLES
 from storage.shards import clear_temp, write_batch_shards
 from storage.stats import generator_totals
+from verifiers.dedup import ExactDedup
 from verifiers.exec_check import ExecVerifier
 from verifiers.sandbox import Sandbox
 
@@ -352,7 +354,12 @@ def derived_stages(ctx: BuildContext) -> list[Stage]:
 def batch_stages(ctx: BuildContext, batch: Batch) -> list[Stage]:
     if not batch.units:
         return []
-    return [source_stage(ctx, batch.generator), ExecVerifier(ctx.sandbox), *derived_stages(ctx)]
+    return [
+        source_stage(ctx, batch.generator),
+        ExecVerifier(ctx.sandbox),
+        ExactDedup(),
+        *derived_stages(ctx),
+    ]
 
 
 def run_batch(ctx: BuildContext, batch: Batch, done: set[int] | None = None) -> BatchSummary:
@@ -431,6 +438,7 @@ def finish_build(
 ) -> dict[str, Any]:
     """Refresh the catalog views, record the run, and return the build report (per-generator
     counts come from the catalog, so batches finished by earlier, crashed runs count too)."""
+    dropped = drop_cross_batch_duplicates(ctx.out, ctx.catalog)
     ctx.catalog.refresh_views()
     generators = generator_totals(ctx.catalog)
     counts: Counter[str] = Counter()
@@ -445,6 +453,7 @@ def finish_build(
         "generators": generators,
         "totals": {t: sum(g[t] for g in generators) for t in TABLES},
         "llm": dict(ctx.extra["llm"].stats) if "llm" in ctx.extra else {},
+        "duplicates_dropped": dropped,
     }
     ctx.catalog.finish_build(
         ctx.run_id,

@@ -180,6 +180,27 @@ class Catalog:
             )
             con.execute("COMMIT")
 
+    def adjust_batch(
+        self, batch: int, delta: dict[str, int], shards: dict[str, tuple[str, int, int]]
+    ) -> None:
+        """After a finished batch's shards were rewritten: add `delta` to its counts and
+        record its shards {table: (path, rows, bytes)} as they are now, in one transaction."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            row = con.execute("SELECT counts FROM batches WHERE batch = ?", [batch]).fetchone()
+            counts = json.loads(row[0]) if row and row[0] else {}
+            for key, value in delta.items():
+                counts[key] = counts.get(key, 0) + value
+            con.execute(
+                "UPDATE batches SET counts = ? WHERE batch = ?", [json.dumps(counts), batch]
+            )
+            for tbl, (path, rows, size) in shards.items():
+                con.execute(
+                    "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?, ?)",
+                    [tbl, batch, path, rows, size],
+                )
+            con.execute("COMMIT")
+
     # -- views and stats --------------------------------------------------------------------
     def refresh_views(self) -> None:
         """(Re)create one view per table over its shards, plus the stats views.
