@@ -137,8 +137,8 @@ _active_builds: dict[str, _ActiveBuild] = {}
 class _Tracker:
     """Counts finished batches across subflows for the progress artifact and listeners."""
 
-    # Each update is an API round trip on the flow's thread; a few per second are plenty.
-    MIN_UPDATE_INTERVAL_S = 1.0
+    # Each update is an API round trip (and CPU) on the flow's thread; the UI needs few.
+    MIN_UPDATE_INTERVAL_S = 5.0
 
     def __init__(self, progress_id: Any, total: int) -> None:
         self.progress_id = progress_id
