@@ -39,6 +39,7 @@ from generators.llm import (
     usage_provenance,
 )
 from generators.llm.parsing import check_reply, code_blocks, extract_json_object
+from generators.llm.stage_stats import complete_counted
 from mathsynth.records import FormalStatement, LeanStatus, Problem, Record, Rejection, as_dict
 from mathsynth.stage import Stage
 from verifiers.lean.backend import HEADER, LeanBackend, LeanItem, LeanResult
@@ -220,7 +221,9 @@ class FormalizeFromLanguage(Stage):
             for p in problems
         ]
         candidates: list[_Candidate] = []
-        for problem, result in zip(problems, self.llm.complete_many(requests), strict=True):
+        for problem, result in zip(
+            problems, complete_counted(self.llm, self, requests), strict=True
+        ):
             if isinstance(result, LLMRequestError):
                 out.append(result.to_rejection(self.name, as_dict(problem)))
                 continue
@@ -269,7 +272,7 @@ class FormalizeFromLanguage(Stage):
             )
             for c in candidates
         ]
-        results = self.llm.complete_many(requests) if requests else []
+        results = complete_counted(self.llm, self, requests)
         kept: list[_Candidate] = []
         for candidate, result in zip(candidates, results, strict=True):
             if isinstance(result, LLMRequestError):

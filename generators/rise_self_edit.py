@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from generators.llm import ChatRequest, Completion, LLMClient, LLMRequestError, usage_provenance
+from generators.llm.stage_stats import complete_counted
 from generators.rise import ErrorInjector
 from generators.step_arith import find_answer, number_value, remove_calculator_annotations
 from mathsynth.records import (
@@ -103,7 +104,7 @@ class RiseSelfEdit(Stage):
         problems = [r for r in buffer if isinstance(r, Problem) and _wants_pairs(r)]
         plans = [self._plan(p) for p in problems]
         requests = [req for plan in plans for req in plan.requests()]
-        results = iter(self.llm.complete_many(requests)) if requests else iter(())
+        results = iter(complete_counted(self.llm, self, requests))
         extra: dict[str, list[Record]] = {}
         for problem, plan in zip(problems, plans, strict=True):
             edit = next(results) if plan.step is not None else None
