@@ -127,6 +127,12 @@ def stats(out: Annotated[Path, typer.Argument(help="A build's output directory."
             "-" if cost is None else f"{cost:.6f}",
         )
     console.print(acc)
+    llm = report["llm"]
+    if llm["cost_usd"]:
+        console.print(
+            f"LLM spend over all builds of this dataset (preparation included): "
+            f"{llm['cost_usd']:.4f} USD, {llm['cost_per_accepted']:.6f} USD per accepted sft row"
+        )
     other = Table(title="other tables")
     other.add_column("table")
     other.add_column("rows", justify="right")

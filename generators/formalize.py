@@ -21,14 +21,14 @@ from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from generators.lean_expr import (
+from generators.lean_expr import trace_solution
+from generators.lean_term import (
     Call,
     Expr,
     UntraceableProgramError,
     choose_domain,
     lean_number,
     render,
-    trace_solution,
     walk,
 )
 from mathsynth.records import FormalStatement, Problem, Record, Rejection, as_dict

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from generators.compose import ComposedDraft, Composer, Composition, compatible_slots
 from generators.concept_graph import ConceptGraph, ConceptWalk, Node
 from generators.infinitymath import Draft, render_variant, sandbox_job
 from generators.llm import (
@@ -30,16 +31,8 @@ from generators.llm import (
     usage_provenance,
 )
 from generators.llm.parsing import extract_json_object
-from generators.mugglemath import (
-    ComposedDraft,
-    Composer,
-    Composition,
-    ReasoningPath,
-    compatible_slots,
-    emit_in_order,
-    program_answer,
-    run_in_rounds,
-)
+from generators.mugglemath_llm import ReasoningPath, program_answer
+from generators.rounds import emit_in_order, run_in_rounds
 from generators.sampling import UnsatisfiableSpecError, encode_variables, sample_values
 from generators.seeds.spec import Seed, SeedSpec, SeedTask
 from mathsynth import __version__

@@ -307,7 +307,8 @@ def source_stage(ctx: BuildContext, generator: str) -> Stage:
     if generator == "infinitymath":
         return InstantiateVariants(ctx.sandbox, global_seed=cfg.seed, config_hash=ctx.config_hash)
     if generator == "mugglemath":
-        from generators.mugglemath import MuggleMathLLM, MuggleMathOffline
+        from generators.mugglemath import MuggleMathOffline
+        from generators.mugglemath_llm import MuggleMathLLM
 
         if llm is not None:
             return MuggleMathLLM(

@@ -47,7 +47,27 @@ def dataset_stats(out: Path) -> dict[str, Any]:
                 "cost_per_accepted": (spent / int(accepted)) if spent and int(accepted) else None,
             }
         )
-    return {"sft": sft, "rejected": rejected, "tables": tables, "acceptance": acceptance}
+    spent = _llm_cost_all_builds(catalog)
+    llm = {
+        "cost_usd": spent,
+        "cost_per_accepted": (spent / tables["sft"]) if spent and tables["sft"] else None,
+    }
+    return {
+        "sft": sft,
+        "rejected": rejected,
+        "tables": tables,
+        "acceptance": acceptance,
+        "llm": llm,
+    }
+
+
+def _llm_cost_all_builds(catalog: Catalog) -> float:
+    """Everything paid for LLM calls by every build of this dataset, preparation included
+    (seed decoupling, concept extraction), from the client's own counters in `builds.llm`."""
+    total = 0
+    for (llm,) in catalog.query("SELECT llm FROM builds WHERE llm IS NOT NULL"):
+        total += int(json.loads(llm or "{}").get("cost_usd_micros", 0))
+    return total / 1e6
 
 
 def _accepted_and_rejected(catalog: Catalog) -> list[tuple[str, int, int]]:

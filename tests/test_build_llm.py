@@ -269,6 +269,10 @@ def test_llm_usage_is_accounted(faulty_build: dict[str, Any]) -> None:
     assert shown.exit_code == 0, shown.output
     line = next(x for x in shown.output.splitlines() if "mugglemath" in x and "%" in x)
     assert f"{acceptance['mugglemath']['cost_per_accepted']:.6f}" in line
+    # The whole-dataset figure counts every paid request, preparation included.
+    overall = dataset_stats(out)["llm"]
+    assert overall["cost_usd"] == pytest.approx(llm["cost_usd_micros"] / 1e6)
+    assert f"{overall['cost_per_accepted']:.6f} USD per accepted sft row" in shown.output
 
 
 def test_api_key_is_sent_but_never_stored_or_logged(faulty_build: dict[str, Any]) -> None:

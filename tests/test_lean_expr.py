@@ -7,14 +7,9 @@ from typing import Any
 
 import pytest
 
-from generators.lean_expr import (
-    UntraceableProgramError,
-    choose_domain,
-    lean_number,
-    render,
-    trace_solution,
-)
-from generators.mugglemath import Composition, compatible_slots, compose_program
+from generators.compose import Composition, compatible_slots, compose_program
+from generators.lean_expr import trace_solution
+from generators.lean_term import UntraceableProgramError, choose_domain, lean_number, render
 from generators.seeds import load_library
 from verifiers.sandbox import Sandbox, SandboxJob
 

@@ -9,9 +9,9 @@ from fractions import Fraction
 
 import pytest
 
+from generators.compose import HANDOVER
 from generators.concept_graph import ConceptGraph
 from generators.mathscale import MathScaleOffline, graph_from_seeds, plan_mathscale
-from generators.mugglemath import HANDOVER
 from generators.sampling import decode_variables
 from generators.seeds.spec import Seed, SeedSpec
 from mathsynth.errors import ConfigError

@@ -8,12 +8,9 @@ from fractions import Fraction
 
 import pytest
 
+from generators.compose import HANDOVER, Composition, compatible_slots, compose_program
 from generators.mugglemath import (
-    HANDOVER,
-    Composition,
     MuggleMathOffline,
-    compatible_slots,
-    compose_program,
     fraction_slots,
     percent_slots,
     plan_mugglemath,

@@ -12,7 +12,7 @@ import pytest
 from llm_mock_server import MockOpenAIServer, Reply
 
 from generators.llm import LLMClient
-from generators.mugglemath import LLM_STRATEGIES, MuggleMathLLM
+from generators.mugglemath_llm import LLM_STRATEGIES, MuggleMathLLM
 from generators.seeds.spec import Seed, SeedTask
 from mathsynth.config import LLMSettings
 from mathsynth.records import Problem, Rejection
