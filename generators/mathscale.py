@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from generators.agreement import ReasoningPath, program_answer
 from generators.compose import ComposedDraft, Composer, Composition, compatible_slots
 from generators.concept_graph import ConceptGraph, ConceptWalk, Node
 from generators.infinitymath import Draft, render_variant, sandbox_job
@@ -31,7 +32,6 @@ from generators.llm import (
     usage_provenance,
 )
 from generators.llm.parsing import extract_json_object
-from generators.mugglemath_llm import ReasoningPath, program_answer
 from generators.rounds import emit_in_order, run_in_rounds
 from generators.sampling import UnsatisfiableSpecError, encode_variables, sample_values
 from generators.seeds.spec import Seed, SeedSpec, SeedTask

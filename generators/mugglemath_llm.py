@@ -3,16 +3,15 @@
 The offline stage covers the strategies a seed's program can do by rule; the LLM stage asks a
 model to rewrite the question, samples k reasoning paths (each with a program), and keeps the
 question only when enough paths agree and a program in the majority reproduces the answer.
-`ReasoningPath` and `program_answer` are shared with MathScale's LLM stage.
+Parsing sampled paths and voting on them live in `generators.agreement`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from generators.agreement import ReasoningPath, vote
 from generators.llm import (
     ChatRequest,
     Completion,
@@ -22,9 +21,8 @@ from generators.llm import (
     complete_counted,
     usage_provenance,
 )
-from generators.llm.parsing import extract_code, extract_final_answer, extract_json_object
+from generators.llm.parsing import extract_json_object
 from generators.mugglemath import GENERATOR
-from generators.numbers import format_answer
 from generators.rounds import emit_in_order
 from generators.seeds.spec import SeedTask
 from mathsynth import __version__
@@ -76,87 +74,6 @@ Problem:
 
 # Reasoning paths are sampled hotter than the rewrite so that they can disagree.
 PATH_TEMPERATURE = 0.9
-
-
-def program_answer(result: Any) -> str | None:
-    """Canonical answer text for a program's return value (int, 2-place decimal, fraction)."""
-    if isinstance(result, str):
-        return None
-    for kind in ("int", "decimal", "fraction"):
-        text = format_answer(result, kind)  # type: ignore[arg-type]
-        if text is not None:
-            return text
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class ReasoningPath:
-    """One sampled solution: its text without code, stated answer, and program."""
-
-    solution: str
-    answer: str
-    program: str
-
-    @classmethod
-    def parse(cls, text: str) -> ReasoningPath:
-        """Failure modes: ReplyParseError "no_code" / "no_answer" / "empty" / "refusal"."""
-        program = extract_code(text)
-        prose = _FENCED.sub("", text).strip()
-        answer = extract_final_answer(prose)
-        return cls(prose, answer, program)
-
-
-_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
-
-
-@dataclass(frozen=True, slots=True)
-class Vote:
-    """The agreement among k sampled paths: the winning answer and the paths behind it."""
-
-    answer: str | None
-    votes: int
-    k: int
-    kept: list[int]  # paths in the majority whose program gives the same answer
-    executed: dict[int, str | None]
-
-    def detail(self, threshold: float) -> str:
-        return (
-            f"votes {self.votes}/{self.k} for {self.answer} (threshold {threshold:g}); "
-            f"{len(self.kept)} of them match their program's output"
-        )
-
-
-def vote(
-    paths: Sequence[ReasoningPath | None],
-    results: Sequence[SandboxResult | None],
-    checker: AnswerChecker,
-    k: int,
-) -> Vote:
-    """Cluster stated answers by equivalence (first path of a cluster is its gold), pick the
-    largest cluster (earliest on ties), and keep its paths whose program output agrees."""
-    clusters: list[list[int]] = []
-    for i, path in enumerate(paths):
-        if path is None:
-            continue
-        golds = [(paths[c[0]].answer, path.answer) for c in clusters]  # type: ignore[union-attr]
-        verdicts = checker.check_many(golds) if golds else []
-        home = next((c for c, v in zip(clusters, verdicts, strict=True) if v.correct), None)
-        if home is None:
-            clusters.append([i])
-        else:
-            home.append(i)
-    executed = {
-        i: program_answer(r.result) if r is not None and r.status == "ok" else None
-        for i, r in enumerate(results)
-    }
-    if not clusters:
-        return Vote(None, 0, k, [], executed)
-    best = max(clusters, key=len)  # max keeps the first of equal-sized clusters
-    winner = paths[best[0]].answer  # type: ignore[union-attr]
-    runs = [(i, executed[i]) for i in best if executed.get(i) is not None]
-    verdicts = checker.check_many([(winner, out) for _, out in runs]) if runs else []
-    kept = [i for (i, _), v in zip(runs, verdicts, strict=True) if v.correct]
-    return Vote(winner, len(best), k, kept, executed)
 
 
 class MuggleMathLLM(Stage):
