@@ -8,9 +8,11 @@ chosen per size. Each build runs in a fresh child process, which reports its own
 and peak RSS (the flow process; sandbox workers are separate processes of fixed size).
 
 Prefect overhead at the middle size is measured as (flow wall − direct wall) / flow wall,
-where "direct" runs the very same `run_batch` calls with the same thread count but no
-Prefect. Both runs talk to an already-running Prefect server (as in production), so the
-server's own start-up is not counted; the CLI's temporary-server start is reported apart.
+where "direct" runs the very same prepare / `run_batch` / finish calls with the same thread
+count but no Prefect (and without importing it). Both talk to an already-running Prefect API
+server started with `--no-services`, the production shape of docker-compose.yml, where the
+background services (scheduler, event persister, ...) run in their own container; the
+server's own start-up is not counted. Each side is run twice, alternated; the best counts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -105,6 +108,7 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
             "127.0.0.1",
             "--port",
             str(port),
+            "--no-services",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -182,15 +186,24 @@ def main() -> None:
         worst = max(r["peak_rss_mb"] for _, _, r in results)
         print(f"peak RSS, largest / smallest: {worst / base:.2f}x (target <= 1.5x)")
 
+        # Overhead: the better of two runs each, alternated, so one noisy run on a shared
+        # 2-core machine does not decide the figure.
         mid_size, mid_variants, mid = results[len(results) // 2]
-        direct = run_child("direct", seeds, mid_variants, env)
-        overhead = (mid["seconds"] - direct["seconds"]) / mid["seconds"]
+        flows = [mid["seconds"]]
+        directs = []
+        for _ in range(2):
+            directs.append(run_child("direct", seeds, mid_variants, env)["seconds"])
+            if len(flows) < 2:
+                flows.append(run_child("prefect", seeds, mid_variants, env)["seconds"])
+        flow_s, direct_s = min(flows), min(directs)
+        overhead = (flow_s - direct_s) / flow_s
         print(
-            f"Prefect overhead at {mid_size}: flow {mid['seconds']:.1f} s vs direct "
-            f"{direct['seconds']:.1f} s -> {overhead:.1%} of wall time (target < 15%)"
+            f"Prefect overhead at {mid_size}: flow {flow_s:.1f} s vs direct {direct_s:.1f} s "
+            f"(best of {len(flows)} / {len(directs)}) -> {overhead:.1%} of wall time "
+            "(target < 15%)"
         )
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # the CLI and the API server it started
         server.wait(timeout=30)
 
 
