@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
-import pyarrow.dataset as ds
 import pytest
+from dataset_checks import assert_answers_reproduce, read_table
 
 from flows.build import run_build
 from mathsynth.config import load_config
@@ -32,10 +30,6 @@ def small_config(out: Path, **overrides):
     return load_config(**values)
 
 
-def read_table(out: Path, table: str) -> list[dict]:
-    return ds.dataset(out / table, format="parquet").to_table().to_pylist()
-
-
 def test_build_resume_and_reexecution(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     report = run_build(small_config(out))
@@ -50,26 +44,7 @@ def test_build_resume_and_reexecution(tmp_path: Path) -> None:
     assert prov["config_hash"] == small_config(out).content_hash()
 
     # Re-execute a sample outside the pipeline: a plain interpreter, not our sandbox.
-    sample = rows[::7]
-    script = (
-        "import json, sys\nfrom fractions import Fraction\n"
-        "out = []\n"
-        "for row in json.load(sys.stdin):\n"
-        "    ns = {}\n"
-        "    exec(row['program'], ns)\n"
-        "    v = {k: (Fraction(x) if isinstance(x, str) and '/' in x else x)\n"
-        "         for k, x in json.loads(row['variables']).items()}\n"
-        "    out.append(str(ns['solution'](**v)))\n"
-        "print(json.dumps(out))\n"
-    )
-    payload = json.dumps([{"program": r["program"], "variables": r["variables"]} for r in sample])
-    proc = subprocess.run(
-        [sys.executable, "-c", script], input=payload, capture_output=True, text=True, check=True
-    )
-    from fractions import Fraction
-
-    for row, got in zip(sample, json.loads(proc.stdout), strict=True):
-        assert Fraction(got).limit_denominator(10**6) == Fraction(row["answer"]), row["id"]
+    assert_answers_reproduce(rows[::7])
 
     # Rerun: every batch skipped, identical rows, no duplicates.
     again = run_build(small_config(out))

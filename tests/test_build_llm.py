@@ -16,13 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.dataset as ds
 import pytest
+from dataset_checks import assert_answers_reproduce, read_table
 from llm_mock_server import MockOpenAIServer
 from llm_scripts import ScriptedLLM, request_key
 
@@ -66,34 +65,8 @@ def llm_config(out: Path, base_url: str, **overrides: Any) -> BuildConfig:
     return load_config(**values)
 
 
-def read_table(out: Path, table: str) -> list[dict[str, Any]]:
-    if not any((out / table).glob("*.parquet")):
-        return []
-    return ds.dataset(out / table, format="parquet").to_table().to_pylist()
-
-
 def ids(out: Path) -> dict[str, list[str]]:
     return {t: sorted(r["id"] for r in read_table(out, t)) for t in ("sft", "dpo", "formal")}
-
-
-def reexecute(rows: list[dict[str, Any]]) -> list[str]:
-    """`solution(**variables)` of each row, run by a plain interpreter (not our sandbox)."""
-    script = (
-        "import json, sys\nfrom fractions import Fraction\n"
-        "out = []\n"
-        "for row in json.load(sys.stdin):\n"
-        "    ns = {}\n"
-        "    exec(row['program'], ns)\n"
-        "    v = {k: (Fraction(x) if isinstance(x, str) and '/' in x else x)\n"
-        "         for k, x in json.loads(row['variables'] or '{}').items()}\n"
-        "    out.append(str(ns['solution'](**v)))\n"
-        "print(json.dumps(out))\n"
-    )
-    payload = json.dumps([{"program": r["program"], "variables": r["variables"]} for r in rows])
-    proc = subprocess.run(
-        [sys.executable, "-c", script], input=payload, capture_output=True, text=True, check=True
-    )
-    return json.loads(proc.stdout)
 
 
 def assert_all_sft_reexecute(rows: list[dict[str, Any]]) -> None:
@@ -102,8 +75,7 @@ def assert_all_sft_reexecute(rows: list[dict[str, Any]]) -> None:
         assert row["verification"]["status"] == "verified", row["id"]
         assert row["verification"]["checker"] in ("exec", "agreement+exec"), row["id"]
         assert row["program"], row["id"]
-    for row, got in zip(rows, reexecute(rows), strict=True):
-        assert Fraction(got).limit_denominator(10**6) == Fraction(row["answer"]), row["id"]
+    assert_answers_reproduce(rows)
 
 
 def rejections(out: Path) -> list[dict[str, Any]]:
