@@ -48,17 +48,14 @@ def child(mode: str, seeds: str, variants: int, out: str) -> None:
         report = run_build(config)
         rows = report["totals"]["sft"]
     else:
-        from mathsynth.pipeline import finish_build, open_context, prepare_build, run_batch
+        from mathsynth.pipeline import build_session, finish_build, prepare_build, run_batch
 
-        ctx = open_context(config, "direct")
-        try:
+        with build_session(config, "direct") as ctx:
             batches, done = prepare_build(ctx, overwrite=False)
             with ThreadPoolExecutor(max_workers=config.max_workers) as pool:
                 summaries = list(pool.map(lambda b: run_batch(ctx, b, done), batches))
             report = finish_build(ctx, summaries, time.perf_counter() - start)
             rows = report["totals"]["sft"]
-        finally:
-            ctx.close()
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_kb / 1024}))

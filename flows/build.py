@@ -33,9 +33,9 @@ from mathsynth.pipeline import (
     Batch,
     BatchSummary,
     BuildContext,
+    build_session,
     check_seed_source,
     finish_build,
-    open_context,
     prepare_build,
     run_batch,
 )
@@ -83,15 +83,12 @@ def build_flow(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - outside a flow run (direct call in tests/bench)
         run_id = uuid.uuid4().hex
     check_output(config.out_dir, config.content_hash(), overwrite)
-    ctx = open_context(config, run_id)
-    try:
+    with build_session(config, run_id) as ctx:
         batches, done = prepare_build(ctx, overwrite)
         summaries = _run_batches(ctx, batches, done)
         report = finish_build(ctx, summaries, time.perf_counter() - started)
-        _publish_report(report)
-        return report
-    finally:
-        ctx.close()
+    _publish_report(report)
+    return report
 
 
 def _run_batches(ctx: BuildContext, batches: list[Batch], done: set[int]) -> list[BatchSummary]:
@@ -183,10 +180,13 @@ def generate_flow(token: str, generator: str) -> list[BatchSummary]:
     return summaries
 
 
-def run_build(config: BuildConfig, overwrite: bool = False) -> dict[str, Any]:
-    """Check the inputs, then run the build flow with at most `config.max_workers` batch
-    tasks at a time."""
-    check_inputs(config, overwrite)
+def run_build(
+    config: BuildConfig, overwrite: bool = False, *, checked: bool = False
+) -> dict[str, Any]:
+    """Check the inputs (unless the caller just did: `checked`), then run the build flow with
+    at most `config.max_workers` batch tasks at a time."""
+    if not checked:
+        check_inputs(config, overwrite)
     runner = ThreadPoolTaskRunner(max_workers=config.max_workers)
     return build_flow.with_options(task_runner=runner)(config=config, overwrite=overwrite)
 

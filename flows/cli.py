@@ -19,12 +19,31 @@ from mathsynth.errors import MathsynthError
 app = typer.Typer(
     name="mathsynth",
     help="Manufacture verified math training data.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mathsynth import __version__
+
+        console.print(f"mathsynth {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Manufacture verified math training data."""
 
 
 @app.command()
@@ -100,6 +119,22 @@ def _print_build_summary(report: dict[str, Any]) -> None:
         f"{report['batches']} batches, {report['batches_skipped']} already done; "
         f"{report['seconds']} s; config {report['config_hash']}"
     )
+    problems = report.get("seed_problems") or {}
+    if problems.get("unreadable"):
+        err_console.print(
+            f"[yellow]warning:[/] {problems['unreadable']} seed row(s) could not be read and "
+            f"were skipped (first: {problems['first']}); each is in rejected/ with stage "
+            "read_seeds",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if problems.get("undecoupled"):
+        err_console.print(
+            f"[yellow]note:[/] {problems['undecoupled']} seed(s) could not be turned into "
+            "templates; see rejected/ (stage decouple) or `mathsynth stats`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -170,27 +205,39 @@ app.command(
 )(decouple_command)
 
 
+def _click_exception() -> type[Exception]:
+    """The ClickException class of the click that typer really uses.
+
+    typer now bundles its own copy (`typer._click`), whose exceptions are not the `click`
+    package's; older typer uses `click` itself. Ask typer's core module which one it imports.
+    """
+    import typer.core
+
+    click_module = getattr(typer.core, "_click", None)
+    if click_module is None:
+        import click as click_module
+    return click_module.exceptions.ClickException
+
+
 def main() -> None:
-    """Console entry point: run the app, turning library errors into one-line messages."""
+    """Console entry point: run the app, turning library errors into one-line messages and
+    usage errors into click's usage line plus one error line (exit 2), never a traceback."""
+    click_error = _click_exception()
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="mathsynth")
     except MathsynthError as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]; rerun the same command to resume")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+    except click_error as exc:
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

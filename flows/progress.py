@@ -12,7 +12,10 @@ from storage.schemas import TABLES
 
 
 def run_with_progress(config: BuildConfig, *, overwrite: bool, console: Console) -> dict[str, Any]:
-    from flows.build import add_progress_listener, run_build
+    from flows.build import add_progress_listener, check_inputs, run_build
+
+    # Refused input is one error line, with no progress bar drawn before it.
+    check_inputs(config, overwrite)
 
     progress = Progress(
         TextColumn("[bold]building[/] {task.description}"),
@@ -34,6 +37,6 @@ def run_with_progress(config: BuildConfig, *, overwrite: bool, console: Console)
     unsubscribe = add_progress_listener(on_batch)
     try:
         with progress:
-            return run_build(config, overwrite=overwrite)
+            return run_build(config, overwrite=overwrite, checked=True)
     finally:
         unsubscribe()

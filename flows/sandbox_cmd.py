@@ -12,9 +12,7 @@ from mathsynth.errors import InputFileError
 from storage.jsonl import iter_jsonl, write_jsonl, write_jsonl_lines
 from verifiers.sandbox import Sandbox, SandboxJob
 
-sandbox_app = typer.Typer(
-    help="Run untrusted Python programs in the sandbox.", no_args_is_help=True
-)
+sandbox_app = typer.Typer(help="Run untrusted Python programs in the sandbox.")
 
 
 @sandbox_app.callback()

@@ -12,7 +12,7 @@ from mathsynth.errors import InputFileError
 from storage.jsonl import iter_jsonl, write_jsonl, write_jsonl_lines
 from verifiers.answers import AnswerChecker
 
-verify_app = typer.Typer(no_args_is_help=True)
+verify_app = typer.Typer()
 
 
 @verify_app.callback()

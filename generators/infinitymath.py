@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generators.numbers import fill, format_answer, is_whole
-from generators.sampling import UnsatisfiableSpecError, encode_variables, sample_values
+from generators.sampling import UnsatisfiableSpecError, sample_values
 from generators.seeds.spec import Seed, SeedSpec, SeedTask
 from mathsynth import __version__
 from mathsynth.records import Problem, Record, Rejection, content_id
 from mathsynth.stage import Stage
+from mathsynth.variables import encode_variables
 from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
 ANSWER_LINE = "The answer is {answer}."

@@ -33,12 +33,13 @@ from generators.llm import (
 )
 from generators.llm.parsing import extract_json_object
 from generators.rounds import emit_in_order, run_in_rounds
-from generators.sampling import UnsatisfiableSpecError, encode_variables, sample_values
+from generators.sampling import UnsatisfiableSpecError, sample_values
 from generators.seeds.spec import Seed, SeedSpec, SeedTask
 from mathsynth import __version__
 from mathsynth.errors import ConfigError
 from mathsynth.records import Problem, Record, Rejection, Verification, content_id
 from mathsynth.stage import Stage
+from mathsynth.variables import encode_variables
 from verifiers.answers import AnswerChecker
 from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
@@ -192,7 +193,8 @@ class MathScaleOffline(Stage):
         final: bool,
     ) -> Record | None:
         last = "no draw"
-        for values, result in zip(draws, results, strict=True):
+        # `results` covers the draws executed so far (the rounds run a prefix first).
+        for values, result in zip(draws[: len(results)], results, strict=True):
             draft = render_variant(plan.first, values, result)
             if isinstance(draft, Draft):
                 return self._problem(task, plan, plan.first, draft, plan.first.program)

@@ -38,16 +38,12 @@ from generators.compose import (
 from generators.infinitymath import Draft, render_variant, sandbox_job
 from generators.numbers import fill, format_answer, format_number
 from generators.rounds import emit_in_order, run_in_rounds
-from generators.sampling import (
-    UnsatisfiableSpecError,
-    draw_value,
-    encode_variables,
-    sample_values,
-)
+from generators.sampling import UnsatisfiableSpecError, draw_value, sample_values
 from generators.seeds.spec import Seed, SeedSpec, SeedTask
 from mathsynth import __version__
 from mathsynth.records import Problem, Record, Rejection, content_id
 from mathsynth.stage import Stage
+from mathsynth.variables import encode_variables
 from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
 GENERATOR = "mugglemath"

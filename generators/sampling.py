@@ -54,25 +54,3 @@ def draw_value(spec: VariableSpec, rng: random.Random) -> int | float | Fraction
 def sample_values(spec: SeedSpec, rng: random.Random) -> dict[str, Any]:
     """A full assignment of the seed's variables, in declaration order (so draws replay)."""
     return {name: draw_value(var, rng) for name, var in spec.variables.items()}
-
-
-def encode_variables(values: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe variables: Fractions become "n/d" strings (see `decode_variables`)."""
-    return {
-        k: (f"{v.numerator}/{v.denominator}" if isinstance(v, Fraction) else v)
-        for k, v in values.items()
-    }
-
-
-def decode_variables(values: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of `encode_variables`: "n/d" strings become Fractions again."""
-    out: dict[str, Any] = {}
-    for k, v in values.items():
-        if isinstance(v, str) and "/" in v:
-            try:
-                out[k] = Fraction(v)
-                continue
-            except ValueError:
-                pass
-        out[k] = v
-    return out

@@ -23,6 +23,10 @@ class ConfigError(MathsynthError):
     """The effective configuration is invalid (bad YAML, unknown generator, bad value)."""
 
 
+class OutputDirError(MathsynthError):
+    """The output path cannot hold a dataset (a file, an unwritable or pseudo directory)."""
+
+
 class DatasetConflictError(MathsynthError):
     """The output directory already holds a dataset built from a different configuration."""
 

@@ -8,9 +8,11 @@ shard per output table and then marking the batch done in the catalog. `flows/` 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from mathsynth.records import Record, Rejection
 from mathsynth.stage import Stage, run_pipeline
 from storage.catalog import Catalog
 from storage.dedup import drop_cross_batch_duplicates
-from storage.output_dir import clear_replaced_dataset
+from storage.output_dir import LLM_CACHE_NAME, OutputClaim, clear_replaced_dataset
 from storage.schemas import TABLES
 from storage.shards import clear_temp, write_batch_shards
 from storage.stats import generator_totals
@@ -83,6 +85,12 @@ class BuildContext:
     sandbox: Sandbox
     seeds: list[Seed] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    batches_written: int = 0
+    _written_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def batch_written(self) -> None:
+        with self._written_lock:
+            self.batches_written += 1
 
     @property
     def config_hash(self) -> str:
@@ -125,7 +133,30 @@ def open_context(config: BuildConfig, run_id: str) -> BuildContext:
     return ctx
 
 
-LLM_CACHE_NAME = "llm_cache.sqlite"
+@contextmanager
+def build_session(config: BuildConfig, run_id: str) -> Iterator[BuildContext]:
+    """`open_context` for the length of a build, closed at the end.
+
+    A build that fails before it wrote its first batch hands the output directory back as it
+    found it (a request cache holding paid answers excepted), so a failed start, such as an
+    unreachable LLM endpoint, leaves nothing that would refuse or confuse the next build.
+    """
+    claim = OutputClaim.take(config.out_dir)
+    ctx: BuildContext | None = None
+    try:
+        ctx = open_context(config, run_id)
+        yield ctx
+    except BaseException:
+        written = ctx.batches_written if ctx is not None else 0
+        if ctx is not None:
+            ctx.close()
+            ctx = None
+        if not written:
+            claim.restore()
+        raise
+    finally:
+        if ctx is not None:
+            ctx.close()
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -413,6 +444,7 @@ def run_batch(ctx: BuildContext, batch: Batch, done: set[int] | None = None) -> 
         stats=dict(stats),
         shards=[(t, str(s.path.relative_to(ctx.out)), s.rows, s.bytes) for t, s in shards.items()],
     )
+    ctx.batch_written()
     return BatchSummary(batch.number, batch.generator, False, seconds, dict(counts), dict(stats))
 
 
@@ -425,6 +457,14 @@ def prepare_build(ctx: BuildContext, overwrite: bool) -> tuple[list[Batch], set[
     input leaves the output directory untouched."""
     config = ctx.config
     ctx.seeds, pre_rejected = load_seeds(config, ctx)
+    unreadable = [r for r in pre_rejected if isinstance(r, Rejection) and r.stage == "read_seeds"]
+    ctx.extra["seed_problems"] = {
+        "unreadable": len(unreadable),
+        "first": unreadable[0].detail if unreadable else None,
+        "undecoupled": sum(
+            1 for r in pre_rejected if isinstance(r, Rejection) and r.stage != "read_seeds"
+        ),
+    }
     if overwrite:
         clear_replaced_dataset(ctx.out, ctx.config_hash)
     ctx.catalog.init(ctx.config_hash, config.effective(), overwrite)
@@ -455,6 +495,7 @@ def finish_build(
         "totals": {t: sum(g[t] for g in generators) for t in TABLES},
         "llm": dict(ctx.extra["llm"].stats) if "llm" in ctx.extra else {},
         "duplicates_dropped": dropped,
+        "seed_problems": ctx.extra.get("seed_problems", {}),
     }
     ctx.catalog.finish_build(
         ctx.run_id,

@@ -49,6 +49,28 @@ class CatalogBusyError(MathsynthError):
     """Another process holds the catalog (a build is writing); try again shortly."""
 
 
+class CatalogError(MathsynthError):
+    """The catalog file cannot be opened (permissions, immutable directory, not DuckDB)."""
+
+
+def _search_here(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    path = str(out.resolve()).replace("'", "''")
+    con.execute(f"SET file_search_path = '{path}'")
+
+
+def open_catalog(out: str | Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to a dataset's catalog in which its views work from any folder.
+
+    The views read `sft/*.parquet` etc. relative to the dataset directory; this sets
+    DuckDB's `file_search_path` to it. (Plain `duckdb.connect` works the same when run from
+    inside the dataset directory.) The caller closes the connection.
+    """
+    out = Path(out)
+    con = duckdb.connect(str(out / CATALOG_NAME), read_only=read_only)
+    _search_here(con, out)
+    return con
+
+
 class Catalog:
     """Thin typed access to `catalog.duckdb` in one output directory."""
 
@@ -59,7 +81,15 @@ class Catalog:
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; retries briefly while another process holds the file."""
+        """A short-lived connection; retries briefly while another process holds the file.
+
+        Relative paths resolve against the dataset directory (`file_search_path`), which is
+        what the views store, so a copied or moved dataset keeps working.
+
+        Failure modes: CatalogBusyError when another process holds the lock past the retry
+        window; CatalogError when the file cannot be opened at all (permissions, an
+        immutable directory, not a DuckDB file), with DuckDB's reason.
+        """
         deadline = time.monotonic() + 10.0
         with self._lock:
             while True:
@@ -67,12 +97,18 @@ class Catalog:
                     con = duckdb.connect(str(self.path), read_only=read_only)
                     break
                 except duckdb.IOException as exc:
-                    if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    message = str(exc)
+                    if "lock" not in message.lower():
+                        raise CatalogError(
+                            f"{self.path}: cannot open the catalog ({message.splitlines()[0]})"
+                        ) from None
+                    if time.monotonic() > deadline:
                         raise CatalogBusyError(
                             f"{self.path}: catalog is locked by another process"
                         ) from None
                     time.sleep(0.05)
             try:
+                _search_here(con, self.out)
                 yield con
             finally:
                 con.close()
@@ -205,16 +241,15 @@ class Catalog:
     def refresh_views(self) -> None:
         """(Re)create one view per table over its shards, plus the stats views.
 
-        Views hold absolute paths, so they are rebuilt at the end of every build (and by
-        `mathsynth stats`) in case the directory moved.
+        Views hold paths relative to the dataset directory (resolved through
+        `file_search_path`, see `open_catalog`), so the directory can be copied or moved.
         """
         with self.connect() as con:
             for table in TABLES:
-                shard_glob = (self.out / table).resolve() / "*.parquet"
                 if any((self.out / table).glob("*.parquet")):
                     con.execute(
                         f"CREATE OR REPLACE VIEW {table} AS "
-                        f"SELECT * FROM read_parquet('{shard_glob}', union_by_name = true)"
+                        f"SELECT * FROM read_parquet('{table}/*.parquet', union_by_name = true)"
                     )
                 else:
                     con.execute(f"DROP VIEW IF EXISTS {table}")
@@ -224,11 +259,15 @@ class Catalog:
                     "verification.status AS status, count(*) AS rows FROM sft "
                     "GROUP BY ALL ORDER BY ALL"
                 )
+            else:
+                con.execute("DROP VIEW IF EXISTS sft_stats")
             if any((self.out / "rejected").glob("*.parquet")):
                 con.execute(
                     "CREATE OR REPLACE VIEW rejected_stats AS SELECT stage, reason, "
                     "count(*) AS rows FROM rejected GROUP BY ALL ORDER BY rows DESC"
                 )
+            else:
+                con.execute("DROP VIEW IF EXISTS rejected_stats")
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.connect() as con:

@@ -1,62 +1,102 @@
 """Removing rows that two batches both produced, once a build has finished.
 
 Batches run in parallel, so a batch cannot know what another one will emit; this pass looks
-at the finished dataset instead. For every id present in more than one shard of a table,
-the row in the lowest-numbered shard is kept and the others are dropped, the shards being
-rewritten atomically. A dropped problem is kept in `rejected/` (reason
-`duplicate_across_batches`); the pairs and statements derived from it are identical to those
-of the kept copy and are simply dropped. The rule depends only on shard numbers, so the
-result is the same whether the build ran in one go or was resumed, and rerunning the pass
-changes nothing.
+at the finished dataset instead. An sft row whose normalised question (`question_key`) was
+already seen in a lower-numbered shard (or earlier in the same shard) is dropped, whichever
+generator made either copy; it is kept in `rejected/` (reason `duplicate_across_batches`,
+naming its kept twin). Pairs and statements are dropped when their id is already in an
+earlier shard or when the problem they were derived from is no longer in `sft`. Shards are
+rewritten atomically. The rule depends only on shard numbers and row order, so the result is
+the same whether the build ran in one go or was resumed, and rerunning the pass changes
+nothing.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mathsynth.records import Rejection
+from mathsynth.text import question_key
 from storage.catalog import Catalog
-from storage.shards import shard_path, write_shard
+from storage.shards import shard_numbers, shard_path, write_shard
 
-DEDUP_TABLES = ("sft", "dpo", "formal")
+DERIVED_TABLES = ("dpo", "formal")
 
 
 def drop_cross_batch_duplicates(out: Path, catalog: Catalog) -> dict[str, int]:
-    """Drop later copies of ids found in several shards; returns rows dropped per table."""
+    """Apply the rule of the module docstring; returns rows dropped per table."""
     dropped: Counter[str] = Counter()
-    for table in DEDUP_TABLES:
-        if not any((out / table).glob("part-*.parquet")):
-            continue
-        for shard, ids in _later_copies(out, table).items():
-            data = pq.read_table(shard_path(out, table, shard))
-            duplicate = pc.is_in(data.column("id"), value_set=pa.array(ids, type=pa.string()))
-            kept = data.filter(pc.invert(duplicate))
-            removed = data.filter(duplicate).to_pylist()
-            delta: Counter[str] = Counter({table: -len(removed)})
-            if table == "sft":
-                _add_rejections(out, shard, removed)
-                delta["rejected"] += len(removed)
-                delta["rejected.dedup"] += len(removed)
-            write_shard(out, table, shard, kept.to_pylist())
-            catalog.adjust_batch(shard, delta, _shard_rows(out, shard))
-            dropped[table] += len(removed)
+    kept_sft, twins = _sft_twins(out)
+    for shard, pairs in twins.items():
+        data = pq.read_table(shard_path(out, "sft", shard))
+        drop = pc.is_in(data.column("id"), value_set=pa.array(list(pairs), type=pa.string()))
+        removed = data.filter(drop).to_pylist()
+        _add_rejections(out, shard, removed, pairs)
+        write_shard(out, "sft", shard, data.filter(pc.invert(drop)).to_pylist())
+        catalog.adjust_batch(
+            shard,
+            {"sft": -len(removed), "rejected": len(removed), "rejected.dedup": len(removed)},
+            _shard_rows(out, shard),
+        )
+        dropped["sft"] += len(removed)
+    for table in DERIVED_TABLES:
+        seen: set[str] = set()
+        for shard in shard_numbers(out, table):
+            data = pq.read_table(shard_path(out, table, shard), columns=["id", "source_id"])
+            ids, sources = data.column("id").to_pylist(), data.column("source_id").to_pylist()
+            drop = []
+            for row_id, source in zip(ids, sources, strict=True):
+                orphan = kept_sft is not None and source not in kept_sft
+                drop.append(row_id in seen or orphan)
+                seen.add(row_id)
+            if not any(drop):
+                continue
+            full = pq.read_table(shard_path(out, table, shard))
+            mask = pa.array(drop, type=pa.bool_())
+            write_shard(out, table, shard, full.filter(pc.invert(mask)).to_pylist())
+            catalog.adjust_batch(shard, {table: -sum(drop)}, _shard_rows(out, shard))
+            dropped[table] += sum(drop)
     return dict(dropped)
 
 
-def _add_rejections(out: Path, shard: int, rows: list[dict]) -> None:
+def _sft_twins(out: Path) -> tuple[set[str] | None, dict[int, dict[str, str]]]:
+    """(ids that stay in sft, {shard: {dropped id: kept twin id}}); None when no sft table."""
+    shards = shard_numbers(out, "sft")
+    if not shards:
+        return None, {}
+    first: dict[str, str] = {}
+    kept: set[str] = set()
+    twins: dict[int, dict[str, str]] = defaultdict(dict)
+    for shard in shards:
+        data = pq.read_table(shard_path(out, "sft", shard), columns=["id", "question"])
+        ids, questions = data.column("id").to_pylist(), data.column("question").to_pylist()
+        for row_id, question in zip(ids, questions, strict=True):
+            key = question_key(question)
+            if key in first:
+                twins[shard][row_id] = first[key]
+            else:
+                first[key] = row_id
+                kept.add(row_id)
+    return kept, dict(twins)
+
+
+def _add_rejections(
+    out: Path, shard: int, rows: list[dict[str, Any]], twins: dict[str, str]
+) -> None:
     path = shard_path(out, "rejected", shard)
     existing = pq.read_table(path).to_pylist() if path.exists() else []
     new = [
         Rejection(
             "dedup",
             "duplicate_across_batches",
-            f"row {row['id']} was also produced by an earlier batch, which keeps it",
+            f"row {row['id']} ({row['generator']}/{row['method']}) has the same question as row "
+            f"{twins[row['id']]} of an earlier batch, which is kept",
             row,
         ).to_row()
         for row in rows
@@ -67,7 +107,7 @@ def _add_rejections(out: Path, shard: int, rows: list[dict]) -> None:
 def _shard_rows(out: Path, shard: int) -> dict[str, tuple[str, int, int]]:
     """{table: (relative path, rows, bytes)} of one batch's shards as they are now."""
     found = {}
-    for table in (*DEDUP_TABLES, "rejected"):
+    for table in ("sft", *DERIVED_TABLES, "rejected"):
         path = shard_path(out, table, shard)
         if path.exists():
             found[table] = (
@@ -76,24 +116,3 @@ def _shard_rows(out: Path, shard: int) -> dict[str, tuple[str, int, int]]:
                 path.stat().st_size,
             )
     return found
-
-
-def _later_copies(out: Path, table: str) -> dict[int, list[str]]:
-    """{shard number: ids to drop from it} for ids that an earlier shard also holds."""
-    pattern = (out / table).resolve() / "part-*.parquet"
-    rows = duckdb.sql(
-        f"""
-        WITH located AS (
-            SELECT id, CAST(regexp_extract(filename, 'part-(\\d+)\\.parquet$', 1) AS INTEGER)
-                AS shard
-            FROM read_parquet('{pattern}', filename = true)
-        ), firsts AS (
-            SELECT id, min(shard) AS first FROM located GROUP BY id HAVING count(*) > 1
-        )
-        SELECT located.shard, list(DISTINCT located.id)
-        FROM located JOIN firsts USING (id)
-        WHERE located.shard > firsts.first
-        GROUP BY located.shard
-        """
-    ).fetchall()
-    return {int(shard): list(ids) for shard, ids in rows}

@@ -1,35 +1,83 @@
-"""Who may write into an output directory, and clearing it for `--overwrite`.
+"""Who may write into an output directory, claiming it for a build, and clearing it for
+`--overwrite`.
 
 A dataset directory holds exactly one config's rows (never two mixed): the catalog records
 the config hash, and a build with another hash is refused unless the user asks to replace it.
+A build that fails before its first batch is written gives the directory back as it found it
+(`OutputClaim.restore`), so a failed start never blocks the next build.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from mathsynth.errors import DatasetConflictError
+from mathsynth.errors import DatasetConflictError, OutputDirError
 from storage.catalog import CATALOG_NAME, Catalog
 from storage.concept_graph_store import CONCEPT_GRAPH_DIR
 from storage.schemas import TABLES
 
+# The LLM request cache, next to the dataset it was paid for.
+LLM_CACHE_NAME = "llm_cache.sqlite"
 # Derived state that belongs to one dataset and goes with it on --overwrite. The LLM request
 # cache is deliberately not listed: it is keyed by request content, so it stays valid under
 # any config and keeps a replaced dataset's calls from being paid for twice.
 DATASET_DIRS = (*TABLES, CONCEPT_GRAPH_DIR)
+# Files a directory may hold and still count as mathsynth's own (a cache kept by a failed
+# start, SQLite's WAL companions).
+_OWN_FILES = {LLM_CACHE_NAME, f"{LLM_CACHE_NAME}-wal", f"{LLM_CACHE_NAME}-shm", ".tmp"}
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output path that cannot become a writable directory (nothing is left behind).
+
+    Failure modes (OutputDirError, one line naming the path): `out` or one of its parents is
+    a file; the nearest existing directory does not accept new files (permissions, an
+    immutable or read-only directory, a pseudo file system such as /proc or /sys).
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"--out {out}: is a file, not a directory")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputDirError(f"--out {out}: {existing} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mathsynth-probe-", dir=existing)
+    except OSError as exc:
+        raise OutputDirError(f"--out {out}: cannot write in {existing} ({_reason(exc)})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return "permission denied (read-only, immutable or not yours)"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno == errno.ENOENT:
+        return "a pseudo file system that holds no files"
+    return exc.strerror or str(exc)
 
 
 def check_output(out: Path, config_hash: str, overwrite: bool) -> None:
     """Refuse a directory that may not receive this build (read-only check).
 
-    Failure modes: a non-empty directory that is not a mathsynth dataset, or one built from a
-    different config, raises DatasetConflictError unless `overwrite`.
+    Failure modes: OutputDirError (see `check_writable`); a non-empty directory that is not a
+    mathsynth dataset, or one built from a different config, raises DatasetConflictError
+    unless `overwrite`.
     """
+    check_writable(out)
     catalog = out / CATALOG_NAME
     if overwrite or not out.exists():
         return
-    if any(out.iterdir()) and not catalog.exists():
+    foreign = [p for p in out.iterdir() if p.name not in _OWN_FILES]
+    if foreign and not catalog.exists():
         raise DatasetConflictError(
             f"{out} is not empty and holds no mathsynth dataset; choose another --out "
             "or pass --overwrite"
@@ -53,3 +101,55 @@ def clear_replaced_dataset(out: Path, config_hash: str) -> None:
         for name in DATASET_DIRS:
             shutil.rmtree(out / name, ignore_errors=True)
         catalog.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class OutputClaim:
+    """What an output path looked like before a build touched it.
+
+    `restore()` removes what the build added: the directories it created (the topmost new
+    ancestor of `out`) or the new entries of a directory that already existed. A request
+    cache that holds answered requests is kept: those were paid for.
+    """
+
+    out: Path
+    created_root: Path | None
+    entries: frozenset[str]
+
+    @classmethod
+    def take(cls, out: Path) -> OutputClaim:
+        root = None
+        probe = out
+        while not probe.exists() and probe != probe.parent:
+            root = probe
+            probe = probe.parent
+        entries = frozenset(os.listdir(out)) if out.is_dir() else frozenset()
+        return cls(out, root, entries)
+
+    def restore(self) -> None:
+        if not self.out.is_dir():
+            return
+        keep_cache = _holds_answers(self.out / LLM_CACHE_NAME)
+        for entry in sorted(os.listdir(self.out)):
+            if entry in self.entries or (keep_cache and entry.startswith(LLM_CACHE_NAME)):
+                continue
+            path = self.out / entry
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if self.created_root is not None and not keep_cache:
+            shutil.rmtree(self.created_root, ignore_errors=True)
+
+
+def _holds_answers(cache: Path) -> bool:
+    if not cache.exists():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
+        try:
+            return bool(con.execute("SELECT count(*) FROM samples").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return True  # not ours to judge: keep it

@@ -36,6 +36,11 @@ def shard_path(out: Path, table: str, shard: int) -> Path:
     return out / table / f"part-{shard:05d}.parquet"
 
 
+def shard_numbers(out: Path, table: str) -> list[int]:
+    """The shard numbers present for `table`, ascending."""
+    return sorted(int(p.stem.removeprefix("part-")) for p in (out / table).glob("part-*.parquet"))
+
+
 def write_shard(out: Path, table: str, shard: int, rows: list[dict[str, Any]]) -> ShardInfo:
     """Write one shard atomically (temp file in OUT/.tmp, fsync, rename).
 

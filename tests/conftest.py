@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,25 @@ def prefect_env(prefect_harness: None) -> dict[str, str]:
     env = dict(os.environ)
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
     return env
+
+
+@pytest.fixture(scope="session")
+def harness_env(prefect_harness: None) -> dict[str, str]:
+    """`prefect_env` for session-scoped fixtures."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+    return env
+
+
+@pytest.fixture(scope="session")
+def default_build(harness_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A whole default build (`mathsynth build`, the embedded default), made once per test
+    session through the console script and shared by the tests that judge its rows."""
+    from console import mathsynth
+
+    out = tmp_path_factory.mktemp("default-build") / "default"
+    proc = mathsynth("build", "--out", str(out), env=harness_env, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

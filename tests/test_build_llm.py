@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from console import mathsynth
 from dataset_checks import assert_answers_reproduce, read_table
 from llm_mock_server import MockOpenAIServer
 from llm_scripts import ScriptedLLM, request_key
@@ -365,13 +364,7 @@ def test_dataset_seeds_fall_back_to_llm_decoupling(tmp_path: Path) -> None:
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> tuple[int, str, float]:
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "build", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    proc = mathsynth("build", *args, env=env, timeout=timeout)
     return proc.returncode, proc.stderr, time.perf_counter() - start
 
 

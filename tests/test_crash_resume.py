@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from console import mathsynth_popen
 
 ARGS = [
     "--max-seeds",
@@ -26,8 +26,11 @@ ARGS = [
 
 def mathsynth(out: Path, env: dict[str, str]) -> subprocess.Popen:
     log = (out.parent / f"{out.name}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "build", "--out", str(out), *ARGS],
+    return mathsynth_popen(
+        "build",
+        "--out",
+        str(out),
+        *ARGS,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

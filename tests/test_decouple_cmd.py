@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from console import mathsynth as run_mathsynth
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mathsynth(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "from flows.cli import main; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+def mathsynth(*args: str):
+    return run_mathsynth(*args, cwd=ROOT)
 
 
 def test_one_row_per_input_row(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 from generators.compose import HANDOVER
 from generators.concept_graph import ConceptGraph
 from generators.mathscale import MathScaleOffline, graph_from_seeds, plan_mathscale
-from generators.sampling import decode_variables
 from generators.seeds.spec import Seed, SeedSpec
 from mathsynth.errors import ConfigError
 from mathsynth.records import Problem, Rejection
+from mathsynth.variables import decode_variables
 from verifiers.sandbox import Sandbox, SandboxJob
 
 

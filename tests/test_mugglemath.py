@@ -16,9 +16,9 @@ from generators.mugglemath import (
     plan_mugglemath,
     restate,
 )
-from generators.sampling import decode_variables
 from generators.seeds.spec import Seed, SeedSpec, SeedTask
 from mathsynth.records import Problem, Rejection
+from mathsynth.variables import decode_variables
 from verifiers.sandbox import Sandbox, SandboxJob
 
 SALE = SeedSpec.model_validate(

@@ -8,13 +8,9 @@ from fractions import Fraction
 import pytest
 
 from generators.numbers import fill, format_answer, format_number, is_whole
-from generators.sampling import (
-    UnsatisfiableSpecError,
-    decode_variables,
-    draw_value,
-    encode_variables,
-)
+from generators.sampling import UnsatisfiableSpecError, draw_value
 from generators.seeds.spec import VariableSpec
+from mathsynth.variables import decode_variables, encode_variables, exact_inputs
 
 
 @pytest.mark.parametrize(
@@ -63,3 +59,15 @@ def test_draw_value_respects_spec() -> None:
 def test_variables_round_trip() -> None:
     values = {"a": 3, "b": Fraction(3, 4), "c": 2.5}
     assert decode_variables(encode_variables(values)) == values
+
+
+def test_exact_inputs_makes_programs_take_plain_json_fractions() -> None:
+    program = 'def solution(frac, n):\n    """Half a loaf."""\n    return frac * n\n'
+    converted = exact_inputs(program, ["frac"])
+    assert exact_inputs(converted, ["frac"]) == converted  # idempotent
+    ns: dict = {}
+    exec(converted, ns)
+    assert ns["solution"](frac="3/4", n=8) == 6
+    assert ns["solution"](frac=Fraction(3, 4), n=8) == 6
+    assert exact_inputs(program, []) == program
+    assert exact_inputs("x = 1\n", ["frac"]) == "x = 1\n"  # no solution(): left alone

@@ -4,11 +4,10 @@ a one-line error naming the file and line."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from console import mathsynth
 
 ROWS = [
     {"id": 1, "code": "def solution():\n    return 2 ** 10"},
@@ -22,15 +21,6 @@ ROWS = [
     {"id": "loop", "code": "while True:\n    pass"},
     {"id": "after", "code": "def solution(a):\n    return a + 1", "kwargs": {"a": 1}},
 ]
-
-
-def mathsynth(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from flows.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_run_writes_one_row_per_input_in_order(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,7 +16,7 @@ from mathsynth.records import (
     Verification,
 )
 from storage import shards
-from storage.catalog import Catalog
+from storage.catalog import Catalog, open_catalog
 from storage.schemas import SCHEMAS
 
 
@@ -109,7 +108,7 @@ def test_catalog_manifest_and_views(tmp_path: Path) -> None:
     )
     assert catalog.finished_batches() == {0}
     catalog.refresh_views()
-    con = duckdb.connect(str(tmp_path / "catalog.duckdb"), read_only=True)
+    con = open_catalog(tmp_path)
     assert con.execute("SELECT count(*) FROM sft").fetchone() == (3,)
     assert con.execute("SELECT rows FROM sft_stats").fetchone() == (3,)
     con.close()

@@ -1,9 +1,10 @@
-"""Exact deduplication of Problems inside a batch (same content id = same row).
+"""Exact deduplication of Problems inside a batch: the same normalised question is one row.
 
 Two tasks can land on the same problem (a small value range drawn twice, two concept walks
-choosing the same seed and numbers). The first one in the batch is kept; later ones become
-Rejections, before any pair or statement is derived from them. Duplicates across batches
-are removed when the build finishes (`storage.dedup`).
+choosing the same seed and numbers, two generators reaching the same variant). The first one
+in the batch is kept; later ones become Rejections naming their kept twin, before any pair or
+statement is derived from them. Duplicates across batches are removed when the build finishes
+(`storage.dedup`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from mathsynth.records import Problem, Record, Rejection
 from mathsynth.stage import Stage
+from mathsynth.text import question_key
 
 
 class ExactDedup(Stage):
@@ -19,19 +21,21 @@ class ExactDedup(Stage):
 
     def __init__(self) -> None:
         super().__init__()
-        self._seen: set[str] = set()
+        self._seen: dict[str, str] = {}
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         for record in records:
             if isinstance(record, Problem):
-                if record.id in self._seen:
+                key = question_key(record.question)
+                twin = self._seen.get(key)
+                if twin is not None:
                     self.stat_update("rejected:duplicate")
                     yield Rejection(
                         self.name,
                         "duplicate",
-                        f"same question and answer as row {record.id} earlier in the batch",
+                        f"same question as row {twin} earlier in the batch, which is kept",
                         record.to_row(),
                     )
                     continue
-                self._seen.add(record.id)
+                self._seen[key] = record.id
             yield record

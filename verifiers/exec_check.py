@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from generators.sampling import decode_variables
 from mathsynth.records import Problem, Record, Rejection, Verification
 from mathsynth.stage import Stage
 from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
@@ -78,9 +77,10 @@ class ExecVerifier(Stage):
         yield from passthrough
         if not pending:
             return
+        # The stored variables exactly as a user reads them back from JSON (a fraction is
+        # "n/d"): the check is the row's own contract, not a friendlier in-process call.
         jobs = [
-            SandboxJob(id=p.id, code=p.program or "", kwargs=decode_variables(p.variables))
-            for p in pending
+            SandboxJob(id=p.id, code=p.program or "", kwargs=dict(p.variables)) for p in pending
         ]
         for problem, result in zip(pending, self.sandbox.run(jobs), strict=True):
             yield self._judge(problem, result)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from generators.numbers import AnswerType
 from mathsynth.errors import ConfigError
+from mathsynth.variables import exact_inputs
 
 Number = int | float
 
@@ -81,6 +82,14 @@ class SeedSpec(BaseModel):
     whole: list[str] = Field(default_factory=list)
     answer_type: AnswerType = "int"
     answer: str
+
+    @model_validator(mode="after")
+    def _exact_fraction_inputs(self) -> SeedSpec:
+        # The stored program must reproduce the answer from plain JSON variables, where a
+        # fraction is the string "n/d" (see mathsynth.variables).
+        fractions = [n for n, v in self.variables.items() if v.type == "fraction"]
+        self.program = exact_inputs(self.program, fractions)
+        return self
 
     @property
     def concepts(self) -> list[str]:
