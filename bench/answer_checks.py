@@ -16,7 +16,7 @@ import sys
 import time
 from fractions import Fraction
 
-from verifiers.answers import AnswerChecker
+from mathsynth.verifiers.answers import AnswerChecker
 
 _SYMBOLIC = [
     ("x^2+2x+1", ["(x+1)^2", "x^2+2x", "\\boxed{(x+1)^2}"]),

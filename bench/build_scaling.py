@@ -43,12 +43,12 @@ def child(mode: str, seeds: str, variants: int, out: str) -> None:
     config = load_config(seeds=seeds, variants=variants, out=Path(out), generators="infinitymath")
     start = time.perf_counter()
     if mode == "prefect":
-        from flows.build import run_build
+        from mathsynth.flows.build import run_build
 
         report = run_build(config)
         rows = report["totals"]["sft"]
     else:
-        from mathsynth.pipeline import build_session, finish_build, prepare_build, run_batch
+        from mathsynth.executor.local import build_session, finish_build, prepare_build, run_batch
 
         with build_session(config, "direct") as ctx:
             batches, done = prepare_build(ctx, overwrite=False)
@@ -128,10 +128,10 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
 
 def count_templated(seeds: Path) -> int:
     """How many seeds decouple (so variants per seed can be chosen for a target size)."""
-    from generators.decouple_check import decouple_many
-    from generators.seeds.readers import read_seeds
-    from generators.seeds.spec import Seed, SeedSpec
-    from verifiers.sandbox import Sandbox
+    from mathsynth.generators.infinitymath.decouple_check import decouple_many
+    from mathsynth.generators.seeds.readers import read_seeds
+    from mathsynth.seeds import Seed, SeedSpec
+    from mathsynth.verifiers.sandbox import Sandbox
 
     read = [s for s in read_seeds(seeds) if isinstance(s, Seed)]
     with Sandbox() as sandbox:

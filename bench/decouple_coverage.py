@@ -13,12 +13,12 @@ import sys
 import time
 from collections import Counter
 
-from generators.decouple import DecoupleFailure
-from generators.decouple_check import decouple_many
-from generators.numbers import format_answer
-from generators.seeds.readers import read_seeds
-from generators.seeds.spec import Seed, SeedSpec
-from verifiers.sandbox import Sandbox, SandboxJob
+from mathsynth.generators.infinitymath.decouple import DecoupleFailure
+from mathsynth.generators.infinitymath.decouple_check import decouple_many
+from mathsynth.generators.seeds.readers import read_seeds
+from mathsynth.numbers import format_answer
+from mathsynth.seeds import Seed, SeedSpec
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 DEFAULT = "/work/shared/data/gsm8k/train.jsonl"
 

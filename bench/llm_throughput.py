@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from generators.llm import ChatRequest, LLMClient, LLMRequestError, ReplyParseError
-from generators.llm.parsing import extract_json_object
 from mathsynth.config import LLMSettings
+from mathsynth.generators.llm import ChatRequest, LLMClient, LLMRequestError, ReplyParseError
+from mathsynth.generators.llm.parsing import extract_json_object
 
 LATENCY_S = 0.1
 MODEL = "mock-model"

@@ -18,15 +18,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from generators.rise import RiseErrorInjection
-from generators.step_arith import (
-    ArithmeticParseError,
-    evaluate_text,
-    number_value,
-    remove_calculator_annotations,
-)
+from mathsynth.generators.common.annotations import remove_calculator_annotations
+from mathsynth.generators.common.arithmetic import ExpressionError
+from mathsynth.generators.rise.offline import RiseErrorInjection
+from mathsynth.generators.rise.steps import evaluate_text
+from mathsynth.numbers import parse_number
 from mathsynth.records import PreferencePair, Problem, Rejection, Verification
-from storage.jsonl import iter_jsonl
+from mathsynth.storage.jsonl import iter_jsonl
 
 DEFAULT_GSM8K = Path("/work/shared/data/gsm8k/train.jsonl")
 _ANNOTATION_MARK = "<<"
@@ -42,9 +40,9 @@ def _annotations_hold(answer: str) -> bool:
         if not eq:
             return False
         try:
-            if evaluate_text(expr) != number_value(value.strip()):
+            if evaluate_text(expr) != parse_number(value.strip()):
                 return False
-        except (ArithmeticParseError, ValueError, ZeroDivisionError):
+        except (ExpressionError, ValueError, ZeroDivisionError):
             return False
         found = True
     return found

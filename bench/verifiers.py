@@ -19,11 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# this script is named like the `verifiers` package; keep its folder from shadowing it
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from verifiers.sandbox import Sandbox, SandboxJob  # noqa: E402
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 TRIVIAL = "def solution(a, b):\n    c = a * b\n    return c + a"
 # what an instantiated InfinityMATH program does with sympy: exact rational arithmetic

@@ -29,7 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from mathsynth.config import BuildConfig
-from mathsynth.pipeline import (
+from mathsynth.executor.local import (
     Batch,
     BatchSummary,
     BuildContext,
@@ -39,8 +39,8 @@ from mathsynth.pipeline import (
     prepare_build,
     run_batch,
 )
-from storage.output_dir import check_output
-from storage.stats import generator_table
+from mathsynth.storage.output_dir import check_output
+from mathsynth.storage.stats import generator_table
 
 ProgressListener = Callable[[BatchSummary, int, int], None]
 _listeners: list[ProgressListener] = []

@@ -11,10 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.decouple_cmd import decouple_command
-from flows.sandbox_cmd import sandbox_app
-from flows.verify_cmd import verify_app
+from mathsynth import registry
 from mathsynth.errors import MathsynthError
+from mathsynth.flows.decouple_cmd import decouple_command
+from mathsynth.flows.sandbox_cmd import sandbox_app
+from mathsynth.flows.verify_cmd import verify_app
 
 app = typer.Typer(
     name="mathsynth",
@@ -52,7 +53,7 @@ def build(
     max_seeds: Annotated[int | None, typer.Option(help="Use at most N seeds.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output dir (default ./data/<name>).")] = None,
     generators: Annotated[
-        str | None, typer.Option(help="Comma list: infinitymath,mugglemath,mathscale,rise,...")
+        str | None, typer.Option(help=f"Comma list of: {','.join(registry.names())}.")
     ] = None,
     variants: Annotated[int | None, typer.Option(help="InfinityMATH variants per seed.")] = None,
     seed: Annotated[int | None, typer.Option(help="Global random seed.")] = None,
@@ -100,7 +101,7 @@ def build(
             "lean.server_url": lean_server,
         },
     )
-    from flows.progress import run_with_progress
+    from mathsynth.flows.progress import run_with_progress
 
     report = run_with_progress(cfg, overwrite=overwrite, console=console)
     _print_build_summary(report)
@@ -128,9 +129,9 @@ def _print_build_summary(report: dict[str, Any]) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    if problems.get("undecoupled"):
+    if problems.get("untemplated"):
         err_console.print(
-            f"[yellow]note:[/] {problems['undecoupled']} seed(s) could not be turned into "
+            f"[yellow]note:[/] {problems['untemplated']} seed(s) could not be turned into "
             "templates; see rejected/ (stage decouple) or `mathsynth stats`",
             highlight=False,
             soft_wrap=True,
@@ -140,7 +141,7 @@ def _print_build_summary(report: dict[str, Any]) -> None:
 @app.command()
 def stats(out: Annotated[Path, typer.Argument(help="A build's output directory.")]) -> None:
     """Counts by generator / method / status, rejection reasons and acceptance rates."""
-    from storage.stats import dataset_stats
+    from mathsynth.storage.stats import dataset_stats
 
     report = dataset_stats(out)
     table = Table(title=f"sft rows in {out}")
@@ -186,8 +187,8 @@ def stats(out: Annotated[Path, typer.Argument(help="A build's output directory."
 @app.command()
 def doctor() -> None:
     """Report the sandbox isolation layers and the reachable Lean / LLM backends."""
-    from flows.doctor import doctor_rows
     from mathsynth.config import load_config
+    from mathsynth.flows.doctor import doctor_rows
 
     table = Table(title="mathsynth doctor")
     for col in ("component", "ok", "detail"):

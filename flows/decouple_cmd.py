@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
-from generators.decouple import DecoupleFailure
-from generators.decouple_check import decouple_many
-from generators.seeds.readers import read_seeds
-from generators.seeds.spec import Seed, SeedSpec
+from mathsynth.generators.infinitymath.decouple import DecoupleFailure
+from mathsynth.generators.infinitymath.decouple_check import decouple_many
+from mathsynth.generators.seeds.readers import read_seeds
 from mathsynth.records import Rejection
-from storage.jsonl import write_jsonl, write_jsonl_lines
-from verifiers.sandbox import Sandbox
+from mathsynth.seeds import Seed, SeedSpec
+from mathsynth.storage.jsonl import write_jsonl, write_jsonl_lines
+from mathsynth.verifiers.sandbox import Sandbox
 
 
 def decouple_command(

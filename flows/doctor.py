@@ -7,11 +7,11 @@ from mathsynth.config import BuildConfig
 
 def doctor_rows(config: BuildConfig) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
-    from verifiers.sandbox import isolation_report
+    from mathsynth.verifiers.sandbox import isolation_report
 
     rows.extend((f"sandbox: {layer}", ok, detail) for layer, ok, detail in isolation_report())
     try:
-        from verifiers.lean import describe_lean_backend
+        from mathsynth.verifiers.lean import describe_lean_backend
     except ImportError:
         rows.append(("lean", False, "Lean verifier not installed in this version"))
     else:

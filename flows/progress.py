@@ -8,11 +8,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mathsynth.config import BuildConfig
-from storage.schemas import TABLES
+from mathsynth.storage.schemas import TABLES
 
 
 def run_with_progress(config: BuildConfig, *, overwrite: bool, console: Console) -> dict[str, Any]:
-    from flows.build import add_progress_listener, check_inputs, run_build
+    from mathsynth.flows.build import add_progress_listener, check_inputs, run_build
 
     # Refused input is one error line, with no progress bar drawn before it.
     check_inputs(config, overwrite)

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from mathsynth.errors import InputFileError
-from storage.jsonl import iter_jsonl, write_jsonl, write_jsonl_lines
-from verifiers.sandbox import Sandbox, SandboxJob
+from mathsynth.storage.jsonl import iter_jsonl, write_jsonl, write_jsonl_lines
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 sandbox_app = typer.Typer(help="Run untrusted Python programs in the sandbox.")
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from mathsynth.errors import InputFileError
-from storage.jsonl import iter_jsonl, write_jsonl, write_jsonl_lines
-from verifiers.answers import AnswerChecker
+from mathsynth.storage.jsonl import iter_jsonl, write_jsonl, write_jsonl_lines
+from mathsynth.verifiers.answers import AnswerChecker
 
 verify_app = typer.Typer()
 

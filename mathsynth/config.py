@@ -1,5 +1,7 @@
 """The one settings model. Precedence, lowest to highest: defaults, YAML file (`--config`),
 environment variables (`MATHSYNTH_...`, nested with `__`, e.g. MATHSYNTH_LLM__MODEL), CLI flags.
+The merge is pydantic-settings' own: flags are the init source, then the environment source,
+then its YAML source (`settings_customise_sources`), nested sections merged key by key.
 
 `content_hash()` covers exactly the fields that change what a build produces; it goes into
 every record's provenance and guards an output directory against mixing two configs.
@@ -10,25 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mathsynth import registry
 from mathsynth.errors import ConfigError, InputFileError
 
-GENERATORS = ("infinitymath", "mugglemath", "mathscale", "rise", "formalize")
+# The YAML file of the config being loaded (read by `settings_customise_sources`).
+_YAML_FILE: ContextVar[Path | None] = ContextVar("mathsynth_config_file", default=None)
 
 
 class ModelPrice(BaseModel):
@@ -89,7 +90,7 @@ class BuildConfig(BaseSettings):
     seeds: str | None = Field(None, description="path or HF dataset id; None = bundled library")
     max_seeds: int | None = Field(None, ge=1)
     out: Path | None = Field(None, description="default: ./data/<name>")
-    generators: list[str] = Field(default_factory=lambda: list(GENERATORS))
+    generators: list[str] = Field(default_factory=lambda: list(registry.BUILTIN))
     variants: int = Field(128, ge=1, description="InfinityMATH variants per seed")
     mugglemath_variants: int = Field(16, ge=1, description="MuggleMath questions per seed")
     mathscale_samples: int = Field(1024, ge=1, description="MathScale concept walks")
@@ -110,28 +111,28 @@ class BuildConfig(BaseSettings):
     @field_validator("generators")
     @classmethod
     def _known_generators(cls, value: list[str]) -> list[str]:
-        unknown = [g for g in value if g not in GENERATORS]
+        known = registry.names()
+        unknown = [g for g in value if g not in known]
         if unknown:
-            raise ValueError(f"unknown generator {unknown[0]!r} (known: {', '.join(GENERATORS)})")
+            raise ValueError(f"unknown generator {unknown[0]!r} (known: {', '.join(known)})")
         if not value:
             raise ValueError("no generator selected")
         return list(dict.fromkeys(value))
 
-    @model_validator(mode="after")
-    def _llm_endpoint_complete(self, info: ValidationInfo) -> BuildConfig:
-        # Half an endpoint would silently fall back to an offline build. Checked on the merged
-        # config only (`load_config` sets the context): the environment alone may hold one half.
-        if not (info.context or {}).get("complete"):
-            return self
-        has_url, has_model = bool(self.llm.base_url), bool(self.llm.model)
-        if has_url != has_model:
-            given, missing = ("model", "base_url") if has_model else ("base_url", "model")
-            flag = "--llm-base-url" if missing == "base_url" else "--llm-model"
-            raise ValueError(
-                f"llm.{given} is set but llm.{missing} is not: set {flag} (or llm.{missing} "
-                f"in the config, MATHSYNTH_LLM__{missing.upper()} in the environment)"
-            )
-        return self
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first: flags (init), environment, the YAML file. No .env or secrets dir.
+        path = _YAML_FILE.get()
+        if path is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=path)
 
     @property
     def out_dir(self) -> Path:
@@ -176,60 +177,52 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig
     Nested overrides use dotted keys: {"llm.model": "x"}. Raises ConfigError / InputFileError
     with a one-line message on a bad file or value.
     """
-    file_values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise InputFileError(p, "no such config file")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise InputFileError(p, f"not valid YAML ({str(exc).splitlines()[0]})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise InputFileError(p, "expected a YAML mapping at the top level")
-        file_values = loaded
-
-    env_model = _from_env_only()
-    merged = _deep_merge(file_values, env_model)
+    flags: dict[str, Any] = {}
     for key, value in overrides.items():
         if value is None:
             continue
-        target = merged
+        target = flags
         *parents, leaf = key.split(".")
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = value
+    file = Path(path) if path is not None else None
+    if file is not None and not file.is_file():
+        raise InputFileError(file, "no such config file")
+    token = _YAML_FILE.set(file)
     try:
-        return BuildConfig.model_validate(merged, context={"complete": True})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        if not first["loc"]:  # a check across fields: its message says it all
-            raise ConfigError(message) from None
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"invalid config value for {loc}: {message}") from None
+        config = BuildConfig(**flags)
+    except yaml.YAMLError as exc:
+        raise InputFileError(file or "", f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise _config_error(exc) from None
+        raise InputFileError(file or "", "expected a YAML mapping at the top level") from None
+    except UnicodeDecodeError:
+        raise InputFileError(file or "", "not valid YAML (not UTF-8 text)") from None
+    finally:
+        _YAML_FILE.reset(token)
+    _check_llm_endpoint(config)
+    return config
 
 
-def _from_env_only() -> dict[str, Any]:
-    """Settings given by environment variables only (so they can sit above the YAML file)."""
-    try:
-        full = BuildConfig()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "config"
+def _config_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    loc = ".".join(str(x) for x in first["loc"])
+    env = "MATHSYNTH_" + "__".join(str(x) for x in first["loc"]).upper()
+    source = f" (from the environment variable {env})" if env in os.environ else ""
+    return ConfigError(f"invalid config value for {loc}{source}: {message}")
+
+
+def _check_llm_endpoint(config: BuildConfig) -> None:
+    """Half an endpoint would silently fall back to an offline build: refuse it. Checked on
+    the merged config, since the environment may hold one half and a flag the other."""
+    has_url, has_model = bool(config.llm.base_url), bool(config.llm.model)
+    if has_url != has_model:
+        given, missing = ("model", "base_url") if has_model else ("base_url", "model")
+        flag = "--llm-base-url" if missing == "base_url" else "--llm-model"
         raise ConfigError(
-            f"invalid MATHSYNTH_ environment value for {loc}: {first['msg']}"
-        ) from None
-    return full.model_dump(exclude_unset=True)
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+            f"llm.{given} is set but llm.{missing} is not: set {flag} (or llm.{missing} "
+            f"in the config, MATHSYNTH_LLM__{missing.upper()} in the environment)"
+        )

@@ -1,8 +1,14 @@
-"""The records that flow between stages: one dataclass per output table.
+"""The records that flow between stages: one dataclass per output table, with its schema.
 
-Every stage consumes and yields these. `to_row()` gives the dict that matches the pyarrow
-schema of the record's table in `storage.schemas`; nested JSON-ish fields (variables,
-provenance, rejected input) are serialised there, once, so stages work with Python objects.
+Every stage consumes and yields these. Each record class holds the pyarrow schema of its
+table (`schema`, the one definition of its columns: DESIGN.md's data model) and `to_row()`
+builds the row from it: a column is the attribute of the same name, with Verification as its
+struct and dict / list values of string columns (variables, provenance, the rejected input)
+as canonical JSON. So stages work with Python objects and a column is declared once.
+
+JSON-object columns are strings because their keys vary per generator: a string keeps Parquet,
+DuckDB (`json_extract`) and `datasets` happy without a schema per generator. `messages` is a
+list of {role, content} structs, the shape TRL's SFTTrainer reads directly.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
 
 VerificationStatus = Literal["verified", "failed", "unchecked", "error"]
 LeanStatus = Literal["compiled", "proved", "failed", "unchecked"]
@@ -29,6 +37,25 @@ def content_id(*parts: object) -> str:
 def dumps(value: Any) -> str:
     """Canonical JSON used for every JSON-string column (sorted keys, UTF-8 kept)."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+VERIFICATION = pa.struct(
+    [("status", pa.string()), ("checker", pa.string()), ("detail", pa.string())]
+)
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+
+def to_row(record: Any) -> dict[str, Any]:
+    """The row of `record` for its table: one value per column of `record.schema`."""
+    row: dict[str, Any] = {}
+    for column in record.schema:
+        value = getattr(record, column.name)
+        if isinstance(value, Verification):
+            value = value.to_row()
+        elif pa.types.is_string(column.type) and isinstance(value, dict | list):
+            value = dumps(value)
+        row[column.name] = value
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +82,27 @@ class Problem:
     """One SFT row: a problem with its solution text, answer and executable program."""
 
     table: ClassVar[str] = "sft"
+    schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("id", pa.string()),
+            ("generator", pa.string()),
+            ("method", pa.string()),
+            ("seed_id", pa.string()),
+            ("parent_id", pa.string()),
+            ("question", pa.string()),
+            ("solution", pa.string()),
+            ("answer", pa.string()),
+            ("program", pa.string()),
+            ("variables", pa.string()),
+            ("concepts", pa.list_(pa.string())),
+            ("difficulty", pa.int32()),
+            ("messages", pa.list_(MESSAGE)),
+            ("verification", VERIFICATION),
+            ("provenance", pa.string()),
+            ("tokens_in", pa.int64()),
+            ("tokens_out", pa.int64()),
+        ]
+    )
 
     generator: str
     method: str
@@ -79,6 +127,7 @@ class Problem:
                 "sft", self.generator, self.method, self.seed_id, self.question, self.answer
             )
 
+    @property
     def messages(self) -> list[dict[str, str]]:
         """Conversation in the shape TRL's SFTTrainer reads (`messages` column)."""
         return [
@@ -87,25 +136,7 @@ class Problem:
         ]
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "generator": self.generator,
-            "method": self.method,
-            "seed_id": self.seed_id,
-            "parent_id": self.parent_id,
-            "question": self.question,
-            "solution": self.solution,
-            "answer": self.answer,
-            "program": self.program,
-            "variables": dumps(self.variables),
-            "concepts": list(self.concepts),
-            "difficulty": int(self.difficulty),
-            "messages": self.messages(),
-            "verification": self.verification.to_row(),
-            "provenance": dumps(self.provenance),
-            "tokens_in": int(self.tokens_in),
-            "tokens_out": int(self.tokens_out),
-        }
+        return to_row(self)
 
 
 @dataclass(slots=True)
@@ -113,6 +144,21 @@ class PreferencePair:
     """One DPO row: a correct and a subtly wrong solution to the same prompt."""
 
     table: ClassVar[str] = "dpo"
+    schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("id", pa.string()),
+            ("source_id", pa.string()),
+            ("prompt", pa.string()),
+            ("chosen", pa.string()),
+            ("rejected", pa.string()),
+            ("error_type", pa.string()),
+            ("edit_start", pa.int32()),
+            ("edit_end", pa.int32()),
+            ("step_index", pa.int32()),
+            ("verification", VERIFICATION),
+            ("provenance", pa.string()),
+        ]
+    )
 
     source_id: str
     prompt: str
@@ -131,19 +177,7 @@ class PreferencePair:
             self.id = content_id("dpo", self.source_id, self.chosen, self.rejected)
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source_id": self.source_id,
-            "prompt": self.prompt,
-            "chosen": self.chosen,
-            "rejected": self.rejected,
-            "error_type": self.error_type,
-            "edit_start": int(self.edit_start),
-            "edit_end": int(self.edit_end),
-            "step_index": int(self.step_index),
-            "verification": self.verification.to_row(),
-            "provenance": dumps(self.provenance),
-        }
+        return to_row(self)
 
 
 @dataclass(slots=True)
@@ -151,6 +185,19 @@ class FormalStatement:
     """One Lean 4 statement row."""
 
     table: ClassVar[str] = "formal"
+    schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("id", pa.string()),
+            ("source_id", pa.string()),
+            ("informal", pa.string()),
+            ("header", pa.string()),
+            ("formal_statement", pa.string()),
+            ("proof", pa.string()),
+            ("lean_status", pa.string()),
+            ("lean_messages", pa.list_(pa.string())),
+            ("provenance", pa.string()),
+        ]
+    )
 
     source_id: str
     informal: str
@@ -167,17 +214,7 @@ class FormalStatement:
             self.id = content_id("formal", self.source_id, self.formal_statement)
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source_id": self.source_id,
-            "informal": self.informal,
-            "header": self.header,
-            "formal_statement": self.formal_statement,
-            "proof": self.proof,
-            "lean_status": self.lean_status,
-            "lean_messages": list(self.lean_messages),
-            "provenance": dumps(self.provenance),
-        }
+        return to_row(self)
 
 
 @dataclass(slots=True)
@@ -189,6 +226,15 @@ class Rejection:
     """
 
     table: ClassVar[str] = "rejected"
+    schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("id", pa.string()),
+            ("stage", pa.string()),
+            ("reason", pa.string()),
+            ("detail", pa.string()),
+            ("record", pa.string()),
+        ]
+    )
 
     stage: str
     reason: str
@@ -201,16 +247,18 @@ class Rejection:
             self.id = content_id("rejected", self.stage, self.reason, self.record)
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "stage": self.stage,
-            "reason": self.reason,
-            "detail": self.detail,
-            "record": dumps(self.record),
-        }
+        return to_row(self)
 
 
 Record = Problem | PreferencePair | FormalStatement | Rejection
+
+# The output tables, in the order they are written and reported.
+RECORD_TYPES: tuple[type[Problem | PreferencePair | FormalStatement | Rejection], ...] = (
+    Problem,
+    PreferencePair,
+    FormalStatement,
+    Rejection,
+)
 
 
 def as_dict(record: Record) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 
 from mathsynth.errors import DatasetConflictError, MathsynthError
-from storage.schemas import TABLES
+from mathsynth.storage.schemas import TABLES
 
 CATALOG_NAME = "catalog.duckdb"
 

@@ -1,4 +1,5 @@
-"""Persisting the MathScale concept graph as Parquet, so builds reuse and extend it.
+"""Persisting the MathScale concept graph as Parquet, so builds reuse and extend it (the
+graph itself, `generators.mathscale.concept_graph`, turns rows back into a graph).
 
 Layout under the given directory (typically OUT/concept_graph/):
 
@@ -19,7 +20,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from generators.concept_graph import MERGE_THRESHOLD, ConceptGraph
 from mathsynth.errors import InputFileError
 
 # Where a build keeps its concept graph, inside the output directory.
@@ -46,20 +46,25 @@ EDGES_SCHEMA = pa.schema(
 )
 
 
-def save_concept_graph(graph: ConceptGraph, directory: str | Path) -> Path:
-    """Write the graph's three tables under `directory` (created if needed); returns it."""
+def save_concept_graph(
+    directory: str | Path,
+    *,
+    members: list[dict[str, Any]],
+    nodes: list[dict[str, Any]],
+    edges: list[dict[str, Any]],
+) -> Path:
+    """Write a graph's three tables under `directory` (created if needed); returns it."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    _write(graph.node_rows(), NODES_SCHEMA, root / "nodes.parquet")
-    _write(graph.edge_rows(), EDGES_SCHEMA, root / "edges.parquet")
-    _write(graph.member_rows(), MEMBERS_SCHEMA, root / "members.parquet")
+    _write(nodes, NODES_SCHEMA, root / "nodes.parquet")
+    _write(edges, EDGES_SCHEMA, root / "edges.parquet")
+    _write(members, MEMBERS_SCHEMA, root / "members.parquet")
     return root
 
 
-def load_concept_graph(
-    directory: str | Path, threshold: float = MERGE_THRESHOLD
-) -> ConceptGraph | None:
-    """The stored graph, or None when `directory` holds none yet.
+def load_concept_graph_members(directory: str | Path) -> list[dict[str, Any]] | None:
+    """The stored graph's member rows (its source of truth), or None when `directory` holds
+    none yet.
 
     Failure mode: a members file that is not readable Parquet with the expected columns
     raises InputFileError naming it.
@@ -74,7 +79,7 @@ def load_concept_graph(
     missing = set(MEMBERS_SCHEMA.names) - set(table.column_names)
     if missing:
         raise InputFileError(path, f"missing columns {sorted(missing)}")
-    return ConceptGraph.from_member_rows(table.to_pylist(), threshold)
+    return table.to_pylist()
 
 
 def _write(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> None:

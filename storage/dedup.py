@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mathsynth.records import Rejection
+from mathsynth.storage.catalog import Catalog
+from mathsynth.storage.shards import shard_numbers, shard_path, write_shard
 from mathsynth.text import question_key
-from storage.catalog import Catalog
-from storage.shards import shard_numbers, shard_path, write_shard
 
 DERIVED_TABLES = ("dpo", "formal")
 
@@ -41,7 +41,12 @@ def drop_cross_batch_duplicates(out: Path, catalog: Catalog) -> dict[str, int]:
         write_shard(out, "sft", shard, data.filter(pc.invert(drop)).to_pylist())
         catalog.adjust_batch(
             shard,
-            {"sft": -len(removed), "rejected": len(removed), "rejected.dedup": len(removed)},
+            {
+                "sft": -len(removed),
+                "rejected": len(removed),
+                "rejected.dedup": len(removed),
+                "rejected_before_derived": len(removed),
+            },
             _shard_rows(out, shard),
         )
         dropped["sft"] += len(removed)

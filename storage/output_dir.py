@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mathsynth.errors import DatasetConflictError, OutputDirError
-from storage.catalog import CATALOG_NAME, Catalog
-from storage.concept_graph_store import CONCEPT_GRAPH_DIR
-from storage.schemas import TABLES
+from mathsynth.storage.catalog import CATALOG_NAME, Catalog
+from mathsynth.storage.concept_graph_store import CONCEPT_GRAPH_DIR
+from mathsynth.storage.schemas import TABLES
 
 # The LLM request cache, next to the dataset it was paid for.
 LLM_CACHE_NAME = "llm_cache.sqlite"

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mathsynth.records import Record
-from storage.schemas import SCHEMAS, TABLES
+from mathsynth.storage.schemas import SCHEMAS, TABLES
 
 ROW_GROUP_SIZE = 2048
 TMP_DIR = ".tmp"

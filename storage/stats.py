@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mathsynth.errors import InputFileError
-from mathsynth.stage import DERIVED_STAGES
-from storage.catalog import CATALOG_NAME, Catalog
-from storage.schemas import TABLES
+from mathsynth.storage.catalog import CATALOG_NAME, Catalog
+from mathsynth.storage.schemas import TABLES
 
 
 def dataset_stats(out: Path) -> dict[str, Any]:
@@ -72,16 +71,15 @@ def _llm_cost_all_builds(catalog: Catalog) -> float:
 
 def _accepted_and_rejected(catalog: Catalog) -> list[tuple[str, int, int]]:
     """Per source generator: sft rows kept, and rows its own stages (generation, reading,
-    exec verification) rejected. Rejections by derived stages (RISE, formalize) are excluded:
-    they judge pairs/statements made from rows that were already accepted."""
+    exec verification, dedup) rejected (`rejected_before_derived`, counted by the executor).
+    Rejections by derived stages (RISE, formalize) are excluded: they judge pairs/statements
+    made from rows that were already accepted."""
     totals: dict[str, list[int]] = {}
     for generator, counts in catalog.query("SELECT generator, counts FROM batches"):
         acc = totals.setdefault(generator, [0, 0])
-        for key, value in json.loads(counts or "{}").items():
-            if key == "sft":
-                acc[0] += value
-            elif key.startswith("rejected.") and key[len("rejected.") :] not in DERIVED_STAGES:
-                acc[1] += value
+        values = json.loads(counts or "{}")
+        acc[0] += values.get("sft", 0)
+        acc[1] += values.get("rejected_before_derived", 0)
     return [(g, a, r) for g, (a, r) in sorted(totals.items())]
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from verifiers.answers import AnswerChecker, Verdict, fast_verdict
-from verifiers.answers.exact import read_number
-from verifiers.answers.normalize import answer_core, last_boxed
+from mathsynth.verifiers.answers import AnswerChecker, Verdict, fast_verdict
+from mathsynth.verifiers.answers.exact import read_number
+from mathsynth.verifiers.answers.normalize import answer_core, last_boxed
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.verify_cmd import verify_app
 from mathsynth.errors import InputFileError
+from mathsynth.flows.verify_cmd import verify_app
 
 runner = CliRunner()
 

@@ -11,9 +11,9 @@ import duckdb
 import pytest
 from dataset_checks import assert_answers_reproduce, read_table
 
-from flows.build import run_build
 from mathsynth.config import load_config
 from mathsynth.errors import DatasetConflictError
+from mathsynth.flows.build import run_build
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -128,7 +128,7 @@ def test_scheduled_build_and_ui_artifacts(tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.build import scheduled_build
+    from mathsynth.flows.build import scheduled_build
 
     out = tmp_path / "scheduled"
     report = scheduled_build(

@@ -24,8 +24,8 @@ from dataset_checks import assert_answers_reproduce, read_table
 from llm_mock_server import MockOpenAIServer
 from llm_scripts import ScriptedLLM, request_key
 
-from flows.build import run_build
 from mathsynth.config import BuildConfig, load_config
+from mathsynth.flows.build import run_build
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -230,8 +230,8 @@ def test_llm_usage_is_accounted(faulty_build: dict[str, Any]) -> None:
 
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from storage.stats import dataset_stats
+    from mathsynth.flows.cli import app
+    from mathsynth.storage.stats import dataset_stats
 
     acceptance = {row["generator"]: row for row in dataset_stats(out)["acceptance"]}
     for generator in ("mugglemath", "mathscale"):

@@ -65,8 +65,8 @@ def test_existing_non_dataset_dir_is_untouched(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_stats_prints_counts_and_acceptance(tmp_path: Path) -> None:
-    from flows.build import run_build
     from mathsynth.config import load_config
+    from mathsynth.flows.build import run_build
 
     out = tmp_path / "ds"
     run_build(load_config(out=out, max_seeds=2, variants=4, generators="infinitymath,rise"))

@@ -9,9 +9,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from generators.concept_graph import ConceptGraph, ConceptNames, normalize_concept, singularize
 from mathsynth.errors import InputFileError
-from storage.concept_graph_store import load_concept_graph, save_concept_graph
+from mathsynth.generators.mathscale.concept_graph import (
+    ConceptGraph,
+    ConceptNames,
+    normalize_concept,
+    singularize,
+)
 
 # A hand-made seed set: (seed id, topics, knowledge points).
 OBSERVATIONS = [
@@ -111,8 +115,8 @@ def test_empty_graph_cannot_be_walked() -> None:
 
 def test_persistence_round_trip(tmp_path: Path) -> None:
     graph = build()
-    save_concept_graph(graph, tmp_path / "cg")
-    loaded = load_concept_graph(tmp_path / "cg")
+    graph.save(tmp_path / "cg")
+    loaded = ConceptGraph.load(tmp_path / "cg")
     assert loaded is not None
     assert loaded.members == graph.members
     assert loaded.edges() == graph.edges()
@@ -120,8 +124,8 @@ def test_persistence_round_trip(tmp_path: Path) -> None:
     # Reuse across builds: new seeds extend the stored graph, known ones are not re-counted.
     loaded.add("s6", ["fraction"], ["adding fractions"])
     loaded.add("s1", ["fractions"], ["equivalent fractions"])
-    save_concept_graph(loaded, tmp_path / "cg")
-    again = load_concept_graph(tmp_path / "cg")
+    loaded.save(tmp_path / "cg")
+    again = ConceptGraph.load(tmp_path / "cg")
     assert again is not None
     assert again.counts[frozenset((("topic", "fraction"), ("kp", "adding fraction")))] == 2
     assert again.counts[frozenset((("topic", "fraction"), ("kp", "equivalent fraction")))] == 2
@@ -138,7 +142,7 @@ def test_persistence_round_trip(tmp_path: Path) -> None:
 
 
 def test_load_missing_and_corrupt(tmp_path: Path) -> None:
-    assert load_concept_graph(tmp_path / "nothing") is None
+    assert ConceptGraph.load(tmp_path / "nothing") is None
     (tmp_path / "members.parquet").write_text("not parquet")
     with pytest.raises(InputFileError, match="members.parquet"):
-        load_concept_graph(tmp_path)
+        ConceptGraph.load(tmp_path)

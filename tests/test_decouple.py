@@ -13,12 +13,13 @@ from fractions import Fraction
 
 import pytest
 
-from generators.decouple import DecoupleFailure, decouple
-from generators.decouple_check import decouple_many
-from generators.numbers import fill, format_answer, is_whole
-from generators.sampling import sample_values
-from generators.seeds.spec import Seed, SeedSpec
-from verifiers.sandbox import Sandbox, SandboxJob
+from mathsynth.generators.common.sampling import sample_values
+from mathsynth.generators.common.templates import fill
+from mathsynth.generators.infinitymath.decouple import DecoupleFailure, decouple
+from mathsynth.generators.infinitymath.decouple_check import decouple_many
+from mathsynth.numbers import format_answer, is_whole
+from mathsynth.seeds import Seed, SeedSpec
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 Recompute = Callable[[list[Fraction]], Fraction]
 

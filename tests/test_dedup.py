@@ -7,10 +7,10 @@ from pathlib import Path
 import pyarrow.dataset as ds
 
 from mathsynth.records import PreferencePair, Problem, Rejection, Verification
-from storage.catalog import Catalog
-from storage.dedup import drop_cross_batch_duplicates
-from storage.shards import write_batch_shards
-from verifiers.dedup import ExactDedup
+from mathsynth.storage.catalog import Catalog
+from mathsynth.storage.dedup import drop_cross_batch_duplicates
+from mathsynth.storage.shards import write_batch_shards
+from mathsynth.verifiers.dedup import ExactDedup
 
 
 def problem(n: int) -> Problem:

@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 from llm_mock_server import MockOpenAIServer, Reply
 
-from generators.formalize_language import (
+from mathsynth.config import LLMSettings
+from mathsynth.generators.formalize.llm import (
     SCORE_CRITERIA,
     FormalizeFromLanguage,
     parse_score,
     parse_theorem,
 )
-from generators.llm import LLMClient, ReplyParseError
-from mathsynth.config import LLMSettings
+from mathsynth.generators.llm import LLMClient, ReplyParseError
 from mathsynth.records import FormalStatement, Problem, Record, Rejection, Verification
-from verifiers.lean import HEADER, LeanBackend, LeanItem, LeanResult, ReplBackend
+from mathsynth.verifiers.lean import HEADER, LeanBackend, LeanItem, LeanResult, ReplBackend
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_lean_repl.py"))]
 VERIFIED = Verification("verified", "exec", "solution() returned the answer")
@@ -98,7 +98,7 @@ def _run(
 ) -> tuple[dict[str, Record], FormalizeFromLanguage]:
     """Each problem's FormalStatement or Rejection, keyed like the problem."""
     problems = {key: _problem(key) for key in keys}
-    stage = FormalizeFromLanguage(llm, backend, seed=3, **options)
+    stage = FormalizeFromLanguage(llm=llm, lean=backend, seed=3, **options)
     out = list(stage.run(problems.values()))
     assert [r for r in out if isinstance(r, Problem)] == list(problems.values())
     by_id = {p.id: key for key, p in problems.items()}
@@ -168,7 +168,7 @@ def test_statements_are_kept_only_when_they_compile_score_well_and_are_consisten
     assert [p.startswith("Translate") for p in prompts] == [True] * 7 + [False] * 3
     assert HEADER in prompts[0]
     assert stage.stats["lean.compiled"] == 1
-    assert stage.stats["rejected.low_score"] == 1
+    assert stage.stats["rejected:low_score"] == 1
 
 
 def test_a_false_goal_closed_by_automation_means_inconsistent_hypotheses(
@@ -295,7 +295,7 @@ def test_a_dead_repl_leaves_candidates_unchecked(llm: LLMClient) -> None:
 
 def test_unverified_problems_cost_no_requests(llm: LLMClient, server: MockOpenAIServer) -> None:
     records = [_problem("GOOD", verified=False)]
-    assert list(FormalizeFromLanguage(llm, None).run(records)) == records
+    assert list(FormalizeFromLanguage(llm=llm).run(records)) == records
     assert server.requests == []
 
 

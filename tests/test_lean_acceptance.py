@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from verifiers.lean import LeanItem, judge
+from mathsynth.verifiers.lean import LeanItem, judge
 
 
 def _msg(severity: str, data: str) -> dict[str, Any]:

@@ -7,11 +7,16 @@ from typing import Any
 
 import pytest
 
-from generators.compose import Composition, compatible_slots, compose_program
-from generators.lean_expr import trace_solution
-from generators.lean_term import UntraceableProgramError, choose_domain, lean_number, render
-from generators.seeds import load_library
-from verifiers.sandbox import Sandbox, SandboxJob
+from mathsynth.generators.common.compose import Composition, compatible_slots, compose_program
+from mathsynth.generators.formalize.term import (
+    UntraceableProgramError,
+    choose_domain,
+    lean_number,
+    render,
+)
+from mathsynth.generators.formalize.trace import trace_solution
+from mathsynth.generators.seeds.library import load_library
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 
 def _lean(program: str, **variables: Any) -> tuple[Fraction, str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mathsynth.config import LeanSettings
-from verifiers.lean import HEADER, KiminaBackend, LeanItem, describe_lean_backend
+from mathsynth.verifiers.lean import HEADER, KiminaBackend, LeanItem, describe_lean_backend
 
 Responder = Callable[[dict[str, Any]], tuple[int, Any]]
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from generators.formalize import Formalize
+from mathsynth.generators.formalize.offline import Formalize
 from mathsynth.records import FormalStatement, Problem, Verification
-from verifiers.lean import LeanItem, ReplBackend
+from mathsynth.verifiers.lean import LeanItem, ReplBackend
 
 REPL_CMD = os.environ.get("MATHSYNTH_TEST_LEAN_REPL", "").strip()
 if not REPL_CMD:
@@ -69,7 +69,7 @@ def test_program_derived_statements_are_proved(backend: ReplBackend) -> None:
         Problem("t", "m", "s", f"q{i}", "", answer, program, variables, verification=verified)
         for i, (program, variables, answer) in enumerate(programs)
     ]
-    formals = [r for r in Formalize(backend).run(problems) if isinstance(r, FormalStatement)]
+    formals = [r for r in Formalize(lean=backend).run(problems) if isinstance(r, FormalStatement)]
     assert [f.lean_status for f in formals] == ["proved"] * len(programs), [
         (f.formal_statement, f.lean_messages) for f in formals
     ]

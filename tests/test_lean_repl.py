@@ -15,7 +15,7 @@ import pytest
 
 from mathsynth.config import LeanSettings
 from mathsynth.errors import ConfigError
-from verifiers.lean import (
+from mathsynth.verifiers.lean import (
     KiminaBackend,
     LeanItem,
     ReplBackend,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generators.llm.cache import CachedSample, CacheError, RequestCache
+from mathsynth.generators.llm.cache import CachedSample, CacheError, RequestCache
 
 
 def _sample(key: str, text: str = "t") -> CachedSample:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from llm_mock_server import MockOpenAIServer, Reply
 
-from generators.llm import (
+from mathsynth.config import LLMSettings, ModelPrice
+from mathsynth.generators.llm import (
     ChatRequest,
     Completion,
     LLMClient,
@@ -21,7 +22,7 @@ from generators.llm import (
     RetryPolicy,
     usage_provenance,
 )
-from mathsynth.config import LLMSettings, ModelPrice
+from mathsynth.stage import Stage
 
 FAST_RETRY = RetryPolicy(base_s=0.01, cap_s=0.05)
 
@@ -150,8 +151,9 @@ def test_persistent_faults_become_errors_with_raw_reply(tmp_path: Path) -> None:
         assert errors["always500"].reason == "http_500"  # type: ignore[union-attr]
         assert errors["alwaysgarbled"].reason == "malformed_response"  # type: ignore[union-attr]
         assert "choices" in (errors["alwaysgarbled"].raw or "")  # type: ignore[union-attr]
-        rejection = errors["cut"].to_rejection("mugglemath", {"seed_id": "s1"})  # type: ignore[union-attr]
-        assert rejection.reason == "llm_truncated"
+        stage = Stage()
+        rejection = errors["cut"].to_rejection(stage, {"seed_id": "s1"})  # type: ignore[union-attr]
+        assert rejection.reason == "llm_truncated" and stage.stats["rejected:llm_truncated"] == 1
         assert rejection.record["raw_reply"].startswith("Let x be")
         # Answered-but-unusable replies were paid for: a rerun replays them from the cache.
         # Transport failures were not answered, so they are asked again.

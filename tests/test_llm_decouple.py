@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from llm_mock_server import MockOpenAIServer, Reply
 
-from generators.llm import LLMClient
-from generators.llm_decouple import decouple_prompt, same_text
-from generators.llm_decouple import decouple_with_llm as decouple
-from generators.seeds.spec import Seed, SeedSpec
 from mathsynth.config import LLMSettings
+from mathsynth.generators.infinitymath.llm import decouple_prompt, same_text
+from mathsynth.generators.infinitymath.llm import decouple_with_llm as decouple
+from mathsynth.generators.llm import LLMClient
 from mathsynth.records import Rejection
-from verifiers.answers import AnswerChecker
-from verifiers.sandbox import Sandbox
+from mathsynth.seeds import Seed, SeedSpec
+from mathsynth.verifiers.answers import AnswerChecker
+from mathsynth.verifiers.sandbox import Sandbox
 
 APPLES = Seed(
     id="apples",

@@ -8,17 +8,17 @@ from email.utils import format_datetime
 
 import pytest
 
-from generators.llm.accounting import cost_usd, price_for, split_evenly
-from generators.llm.errors import ReplyParseError
-from generators.llm.parsing import (
+from mathsynth.config import ModelPrice
+from mathsynth.generators.llm.accounting import cost_usd, price_for, split_evenly
+from mathsynth.generators.llm.errors import ReplyParseError
+from mathsynth.generators.llm.parsing import (
     extract_code,
     extract_final_answer,
     extract_json,
     extract_json_object,
     is_refusal,
 )
-from generators.llm.retry import RetryPolicy, retry_after_s
-from mathsynth.config import ModelPrice
+from mathsynth.generators.llm.retry import RetryPolicy, retry_after_s
 
 
 def _reason(call, *args) -> str:  # type: ignore[no-untyped-def]
@@ -46,7 +46,8 @@ def test_json_failures_have_reasons_and_raw_text() -> None:
     with pytest.raises(ReplyParseError) as info:
         extract_json("{broken")
     assert info.value.raw == "{broken"
-    assert info.value.to_rejection("s", {"k": 1}).record == {"k": 1, "raw_reply": "{broken"}
+    assert info.value.rejected_input({"k": 1}) == {"k": 1, "raw_reply": "{broken"}
+    assert info.value.code == "parse_malformed_json"
 
 
 def test_refusal_only_at_the_start() -> None:

@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 from llm_mock_server import MockOpenAIServer
 
-from generators.concept_graph import ConceptGraph
-from generators.llm import LLMClient
-from generators.mathscale import MathScaleLLM, extract_concepts, plan_mathscale
-from generators.seeds.spec import Seed
 from mathsynth.config import LLMSettings
+from mathsynth.generators.llm import LLMClient
+from mathsynth.generators.mathscale.concept_graph import ConceptGraph
+from mathsynth.generators.mathscale.llm import MathScaleLLM, extract_concepts
 from mathsynth.records import Problem, Rejection
-from mathsynth.stage import Stage
-from verifiers.answers import AnswerChecker
-from verifiers.sandbox import Sandbox
+from mathsynth.seeds import Seed, SeedTask
+from mathsynth.verifiers.answers import AnswerChecker
+from mathsynth.verifiers.sandbox import Sandbox
 
 CONCEPTS = {
     "pears": (["Fractions"], ["equivalent fractions", "adding fractions"]),
@@ -66,11 +65,10 @@ def seeds() -> list[Seed]:
 def test_concept_extraction_builds_a_merged_graph(tmp_path: Path) -> None:
     graph = ConceptGraph()
     graph.add("pears", ["fractions"], ["equivalent fractions"])  # known: no request for it
-    stage = Stage()
     with MockOpenAIServer(concept_responder) as srv:
         settings = LLMSettings(base_url=srv.base_url, model="mock-model")
         with LLMClient(settings, None, None) as client:
-            rejected = extract_concepts(client, seeds(), graph, stage)
+            rejected = extract_concepts(client, seeds(), graph)
     assert len(srv.requests) == 3
     (vague,) = rejected
     assert vague.reason == "parse_no_json" and vague.record["seed_id"] == "vague"
@@ -92,8 +90,12 @@ def run_generation(
     with MockOpenAIServer(generation_responder(mode)) as srv:
         settings = LLMSettings(base_url=srv.base_url, model="mock-model")
         with LLMClient(settings, None, tmp_path / f"{mode}.sqlite") as client:
-            stage = MathScaleLLM(client, *tools, graph, seed=3)
-            out = list(stage.run(plan_mathscale(graph, 4)))
+            stage = MathScaleLLM(
+                llm=client, sandbox=tools[0], checker=tools[1], graph=graph, seed=3
+            )
+            out = list(
+                stage.run(SeedTask(generator="mathscale", seed=None, index=i) for i in range(4))
+            )
     return out, srv
 
 

@@ -8,18 +8,23 @@ from fractions import Fraction
 
 import pytest
 
-from generators.compose import HANDOVER, Composition, compatible_slots, compose_program
-from generators.mugglemath import (
+from mathsynth.generators.common.compose import (
+    HANDOVER,
+    Composition,
+    compatible_slots,
+    compose_program,
+)
+from mathsynth.generators.mugglemath.offline import (
     MuggleMathOffline,
     fraction_slots,
     percent_slots,
     plan_mugglemath,
     restate,
 )
-from generators.seeds.spec import Seed, SeedSpec, SeedTask
 from mathsynth.records import Problem, Rejection
+from mathsynth.seeds import Seed, SeedSpec, SeedTask
 from mathsynth.variables import decode_variables
-from verifiers.sandbox import Sandbox, SandboxJob
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 SALE = SeedSpec.model_validate(
     {
@@ -145,7 +150,7 @@ def test_restate_puts_the_ask_first() -> None:
 
 
 def test_change_numbers_recomputes_from_question(sandbox: Sandbox) -> None:
-    stage = MuggleMathOffline(sandbox, seed=7)
+    stage = MuggleMathOffline(sandbox=sandbox, seed=7)
     out = problems(stage, [task(APPLES, i, strategy="change_numbers") for i in range(8)])
     for p in out:
         assert p.method == "change_numbers" and p.verification.status == "unchecked"
@@ -161,7 +166,7 @@ def test_change_numbers_recomputes_from_question(sandbox: Sandbox) -> None:
 
 def test_percent_restated_as_fraction(sandbox: Sandbox) -> None:
     out = problems(
-        MuggleMathOffline(sandbox, seed=1),
+        MuggleMathOffline(sandbox=sandbox, seed=1),
         [task(SALE, i, strategy="percent_restatement") for i in range(6)],
     )
     for p in out:
@@ -175,7 +180,7 @@ def test_percent_restated_as_fraction(sandbox: Sandbox) -> None:
 
 def test_fraction_restated_as_percent(sandbox: Sandbox) -> None:
     out = problems(
-        MuggleMathOffline(sandbox, seed=2),
+        MuggleMathOffline(sandbox=sandbox, seed=2),
         [task(CAKE, i, strategy="percent_restatement") for i in range(6)],
     )
     for p in out:
@@ -189,7 +194,7 @@ def test_compose_feeds_a_answer_into_b(sandbox: Sandbox) -> None:
         task(APPLES, i, strategy="compose", partner=CAKE.model_dump(mode="json"), slot="slices")
         for i in range(5)
     ]
-    out = problems(MuggleMathOffline(sandbox, seed=3), tasks)
+    out = problems(MuggleMathOffline(sandbox=sandbox, seed=3), tasks)
     for p in out:
         part_1, part_2 = p.question.split(f"Let {HANDOVER} be the answer to the question above.")
         boxes, per_box, given = numbers(part_1)
@@ -237,17 +242,17 @@ def test_plan_cycles_strategies_and_picks_compatible_partners() -> None:
 
 def test_output_depends_on_task_not_batch(sandbox: Sandbox) -> None:
     tasks = plan_mugglemath([as_seed(s) for s in SPECS], variants=4, seed=5)
-    whole = [r.id for r in MuggleMathOffline(sandbox, seed=5).run(tasks)]
-    split = [r.id for r in MuggleMathOffline(sandbox, seed=5).run(tasks[:5])] + [
-        r.id for r in MuggleMathOffline(sandbox, seed=5).run(tasks[5:])
+    whole = [r.id for r in MuggleMathOffline(sandbox=sandbox, seed=5).run(tasks)]
+    split = [r.id for r in MuggleMathOffline(sandbox=sandbox, seed=5).run(tasks[:5])] + [
+        r.id for r in MuggleMathOffline(sandbox=sandbox, seed=5).run(tasks[5:])
     ]
     assert whole == split
-    other = [r.id for r in MuggleMathOffline(sandbox, seed=6).run(tasks)]
+    other = [r.id for r in MuggleMathOffline(sandbox=sandbox, seed=6).run(tasks)]
     assert other != whole
 
 
 def test_unsatisfiable_seed_becomes_rejection(sandbox: Sandbox) -> None:
-    stage = MuggleMathOffline(sandbox, seed=0, attempts=4)
+    stage = MuggleMathOffline(sandbox=sandbox, seed=0, attempts=4)
     (record,) = stage.run([task(IMPOSSIBLE, 0, strategy="change_numbers")])
     assert isinstance(record, Rejection)
     assert record.reason == "no_valid_draw" and "a > 100" in record.detail
@@ -258,8 +263,10 @@ def test_bare_tasks_are_planned_from_the_pool(sandbox: Sandbox) -> None:
     seeds = [as_seed(s) for s in SPECS]
     planned = plan_mugglemath(seeds, variants=3, seed=9)
     bare = [SeedTask(generator="mugglemath", seed=s, index=i) for s in seeds for i in range(3)]
-    from_plan = [r.id for r in MuggleMathOffline(sandbox, seed=9).run(planned)]
-    from_pool = [r.id for r in MuggleMathOffline(sandbox, seed=9, pool=seeds).run(bare)]
+    from_plan = [r.id for r in MuggleMathOffline(sandbox=sandbox, seed=9).run(planned)]
+    from_pool = [r.id for r in MuggleMathOffline(sandbox=sandbox, seed=9, pool=seeds).run(bare)]
     assert from_pool == from_plan
-    methods = {getattr(r, "method", None) for r in MuggleMathOffline(sandbox, seed=9).run(bare)}
+    methods = {
+        getattr(r, "method", None) for r in MuggleMathOffline(sandbox=sandbox, seed=9).run(bare)
+    }
     assert "compose" not in methods  # no pool, no partner

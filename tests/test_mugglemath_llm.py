@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from llm_mock_server import MockOpenAIServer, Reply
 
-from generators.llm import LLMClient
-from generators.mugglemath_llm import LLM_STRATEGIES, MuggleMathLLM
-from generators.seeds.spec import Seed, SeedTask
 from mathsynth.config import LLMSettings
+from mathsynth.generators.llm import LLMClient
+from mathsynth.generators.mugglemath.llm import LLM_STRATEGIES, MuggleMathLLM
 from mathsynth.records import Problem, Rejection
-from verifiers.answers import AnswerChecker
-from verifiers.sandbox import Sandbox
+from mathsynth.seeds import Seed, SeedTask
+from mathsynth.verifiers.answers import AnswerChecker
+from mathsynth.verifiers.sandbox import Sandbox
 
 # Scenario name → (stated answers of the 4 paths, what each path's program returns).
 SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
@@ -66,7 +66,9 @@ def run(
     with MockOpenAIServer(responder) as srv:
         settings = LLMSettings(base_url=srv.base_url, model="mock-model", samples=4, **kw)
         with LLMClient(settings, None, tmp_path / "cache.sqlite") as client:
-            stage = MuggleMathLLM(client, *tools, settings, seed=0)
+            stage = MuggleMathLLM(
+                llm=client, sandbox=tools[0], checker=tools[1], settings=settings, seed=0
+            )
             out = list(stage.run(tasks))
     return out, srv, stage
 

@@ -19,13 +19,13 @@ import pytest
 from console import assert_one_line_error, mathsynth
 from dataset_checks import read_table
 
-from generators.seeds.spec import load_library
 from mathsynth import __version__
 from mathsynth.config import load_config
-from mathsynth.pipeline import BuildContext, finish_build, prepare_build, run_batch
+from mathsynth.executor.local import BuildContext, finish_build, prepare_build, run_batch
+from mathsynth.generators.seeds.library import load_library
+from mathsynth.storage.catalog import Catalog, open_catalog
 from mathsynth.text import question_key
-from storage.catalog import Catalog, open_catalog
-from verifiers.sandbox import Sandbox
+from mathsynth.verifiers.sandbox import Sandbox
 
 # -- 1. small builds --------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ from fractions import Fraction
 
 import pytest
 
-from generators.numbers import fill, format_answer, format_number, is_whole
-from generators.sampling import UnsatisfiableSpecError, draw_value
-from generators.seeds.spec import VariableSpec
+from mathsynth.generators.common.sampling import UnsatisfiableSpecError, draw_value
+from mathsynth.generators.common.templates import fill
+from mathsynth.numbers import format_answer, format_number, is_whole
+from mathsynth.seeds import VariableSpec
 from mathsynth.variables import decode_variables, encode_variables, exact_inputs
 
 

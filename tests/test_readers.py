@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from generators.seeds.readers import last_boxed, read_seeds
-from generators.seeds.spec import Seed
 from mathsynth.errors import InputFileError
+from mathsynth.generators.seeds.readers import last_boxed, read_seeds
 from mathsynth.records import Rejection
+from mathsynth.seeds import Seed
 
 GSM = {
     "question": "Tom has 3 boxes with 4 pens each. How many pens?",

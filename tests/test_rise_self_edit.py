@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from llm_mock_server import MockOpenAIServer, Reply
 
-from generators.llm import LLMClient
-from generators.rise import RiseErrorInjection
-from generators.rise_self_edit import RiseSelfEdit
-from mathsynth.config import LLMSettings
+from mathsynth import registry
+from mathsynth.config import LLMSettings, load_config
+from mathsynth.generators.llm import LLMClient
+from mathsynth.generators.rise.llm import RiseSelfEdit
+from mathsynth.generators.rise.offline import RiseErrorInjection
 from mathsynth.records import PreferencePair, Problem, Rejection, Verification
+from mathsynth.stage import run_pipeline
 
 QUESTION = "Tom has 3 boxes of 12 pens and gives away 9 pens. How many pens are left?"
 SOLUTION = (
@@ -119,17 +122,19 @@ def test_consistent_self_edit_propagates_to_a_changed_answer() -> None:
     assert pair.provenance["answer_before"] == "27"
 
 
-def test_rule_stage_with_llm_adds_llm_pairs() -> None:
+def test_rise_with_an_llm_runs_rule_then_llm_stages() -> None:
     problem = Problem(
         "test", "hand", "s", QUESTION, SOLUTION, "27", verification=Verification("verified", "x")
     )
     with MockOpenAIServer(_responder(_bump_result), models=("mock",)) as server:
         client = LLMClient(LLMSettings(base_url=server.base_url, model="mock"), None, None)
         try:
-            stage = RiseErrorInjection(seed=0, llm=client)
-            out = list(stage.run([problem]))
+            ctx = SimpleNamespace(llm=client, config=load_config(seed=0))
+            rule, llm = registry.get("rise").stages(ctx)
+            out = list(run_pipeline(None, [rule, llm], [problem]))
         finally:
             client.close()
+    assert isinstance(rule, RiseErrorInjection) and isinstance(llm, RiseSelfEdit)
     types = sorted(r.error_type for r in out if isinstance(r, PreferencePair))
     assert len(types) == 3 and "llm_self_edit" in types and "sampled_solution" in types
-    assert stage.stats["pairs"] == 1 and stage.stats["pairs.sampled_solution"] == 1
+    assert rule.stats["pairs"] == 1 and llm.stats["pairs.sampled_solution"] == 1

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from verifiers.sandbox import Sandbox, SandboxJob, isolation_report
-from verifiers.sandbox.codec import UnsafeValueError, decode, encode, to_safe
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob, isolation_report
+from mathsynth.verifiers.sandbox.codec import UnsafeValueError, decode, encode, to_safe
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
 SECRET = "s3cr3t-do-not-leak-4f9a"
 TIMEOUT_S = 1.0

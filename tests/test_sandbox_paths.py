@@ -10,7 +10,7 @@ from pathlib import Path
 
 SCRIPT = """
 import json, sys
-from verifiers.sandbox import Sandbox, SandboxJob
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 code = "def solution():\\n    import tmp_helper_mod\\n    return tmp_helper_mod.VALUE"
 write = "def solution():\\n    open(%r, 'w').write('x')\\n    return 1" % (sys.argv[1] + '/new.txt')
 with Sandbox(workers=1) as sb:

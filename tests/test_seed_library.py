@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from generators.numbers import fill, format_answer, has_places, is_whole
-from generators.sampling import sample_values
-from generators.seeds.spec import SeedSpec, VariableSpec, load_library
-from generators.step_arith import find_equations
-from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
+from mathsynth.generators.common.sampling import sample_values
+from mathsynth.generators.common.templates import fill
+from mathsynth.generators.rise.steps import find_equations
+from mathsynth.generators.seeds.library import load_library
+from mathsynth.numbers import format_answer, has_places, is_whole
+from mathsynth.seeds import SeedSpec, VariableSpec
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
 LIBRARY = load_library()
 SEED_IDS = [seed.id for seed in LIBRARY]

@@ -15,9 +15,9 @@ from mathsynth.records import (
     Rejection,
     Verification,
 )
-from storage import shards
-from storage.catalog import Catalog, open_catalog
-from storage.schemas import SCHEMAS
+from mathsynth.storage import shards
+from mathsynth.storage.catalog import Catalog, open_catalog
+from mathsynth.storage.schemas import SCHEMAS
 
 
 def _problem(i: int) -> Problem:

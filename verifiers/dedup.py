@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from mathsynth.records import Problem, Record, Rejection
-from mathsynth.stage import Stage
+from mathsynth.records import Problem, Record
+from mathsynth.stage import RecordStage
 from mathsynth.text import question_key
 
 
-class ExactDedup(Stage):
+class ExactDedup(RecordStage):
     name = "dedup"
 
     def __init__(self) -> None:
@@ -29,12 +29,10 @@ class ExactDedup(Stage):
                 key = question_key(record.question)
                 twin = self._seen.get(key)
                 if twin is not None:
-                    self.stat_update("rejected:duplicate")
-                    yield Rejection(
-                        self.name,
+                    yield self.reject(
+                        record.to_row(),
                         "duplicate",
                         f"same question as row {twin} earlier in the batch, which is kept",
-                        record.to_row(),
                     )
                     continue
                 self._seen[key] = record.id

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from mathsynth.records import Problem, Record, Rejection, Verification
-from mathsynth.stage import Stage
-from verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
+from mathsynth.records import Problem, Record, Verification
+from mathsynth.stage import RecordStage
+from mathsynth.verifiers.sandbox import Sandbox, SandboxJob, SandboxResult
 
 # Relative tolerance for float programs: answers are rendered with at most 6 decimals.
 _REL_TOL = 1e-9
@@ -49,7 +49,7 @@ def _needs_exec(problem: Problem) -> bool:
     return v.status == "unchecked" or (v.status == "verified" and v.checker == "agreement")
 
 
-class ExecVerifier(Stage):
+class ExecVerifier(RecordStage):
     """Re-execute the program of every Problem that carries one; pass the rest through.
 
     Applies to unchecked Problems and to Problems an LLM generator kept by self-agreement
@@ -62,7 +62,7 @@ class ExecVerifier(Stage):
 
     name = "exec_verify"
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, *, sandbox: Sandbox) -> None:
         super().__init__()
         self.sandbox = sandbox
 
@@ -87,15 +87,21 @@ class ExecVerifier(Stage):
 
     def _judge(self, problem: Problem, result: SandboxResult) -> Record:
         if result.status != "ok":
-            return self._reject(problem, f"exec_{result.status}", result.error or result.status)
+            return self.reject(
+                problem.to_row(), f"exec_{result.status}", result.error or result.status
+            )
         agree = answers_agree(result.result, problem.answer)
         if agree is None:
-            return self._reject(
-                problem, "exec_uncomparable", f"cannot compare {result.result!r} with answer"
+            return self.reject(
+                problem.to_row(),
+                "exec_uncomparable",
+                f"cannot compare {result.result!r} with answer",
             )
         if not agree:
-            return self._reject(
-                problem, "exec_mismatch", f"program gave {result.result!r}, answer {problem.answer}"
+            return self.reject(
+                problem.to_row(),
+                "exec_mismatch",
+                f"program gave {result.result!r}, answer {problem.answer}",
             )
         self.stat_update("verified")
         detail = "solution(**variables) re-executed in sandbox equals answer"
@@ -106,7 +112,3 @@ class ExecVerifier(Stage):
         else:
             problem.verification = Verification("verified", "exec", detail)
         return problem
-
-    def _reject(self, problem: Problem, reason: str, detail: str) -> Rejection:
-        self.stat_update(f"rejected:{reason}")
-        return Rejection(self.name, reason, detail, problem.to_row())

@@ -10,13 +10,13 @@
 accounts tokens and cost; `parsing` pulls JSON / code / answers out of replies.
 """
 
-from generators.llm.accounting import cost_usd, usage_provenance
-from generators.llm.cache import RequestCache
-from generators.llm.chat import ChatRequest, Completion
-from generators.llm.client import LLMClient
-from generators.llm.errors import LLMRequestError, LLMUnavailableError, ReplyParseError
-from generators.llm.retry import RetryPolicy
-from generators.llm.stage_stats import complete_counted
+from mathsynth.generators.llm.accounting import cost_usd, usage_provenance
+from mathsynth.generators.llm.cache import RequestCache
+from mathsynth.generators.llm.chat import ChatRequest, Completion
+from mathsynth.generators.llm.client import LLMClient
+from mathsynth.generators.llm.errors import LLMRequestError, LLMUnavailableError, ReplyParseError
+from mathsynth.generators.llm.retry import RetryPolicy
+from mathsynth.generators.llm.stage_stats import complete_counted
 
 __all__ = [
     "ChatRequest",

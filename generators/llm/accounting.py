@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from generators.llm.chat import Completion
 from mathsynth.config import ModelPrice
+from mathsynth.generators.llm.chat import Completion
 
 
 def price_for(prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None:

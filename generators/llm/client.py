@@ -34,12 +34,12 @@ except ImportError:  # pragma: no cover - depends on the installed SDK generatio
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import SecretStr
 
-from generators.llm.accounting import cost_usd, split_evenly
-from generators.llm.cache import CachedSample, RequestCache
-from generators.llm.chat import ChatRequest, Completion, Message, sample_key
-from generators.llm.errors import LLMRequestError, LLMUnavailableError
-from generators.llm.retry import RetryPolicy
 from mathsynth.config import LLMSettings
+from mathsynth.generators.llm.accounting import cost_usd, split_evenly
+from mathsynth.generators.llm.cache import CachedSample, RequestCache
+from mathsynth.generators.llm.chat import ChatRequest, Completion, Message, sample_key
+from mathsynth.generators.llm.errors import LLMRequestError, LLMUnavailableError
+from mathsynth.generators.llm.retry import RetryPolicy
 
 log = logging.getLogger("mathsynth.llm")
 

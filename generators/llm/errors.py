@@ -8,10 +8,13 @@ is raised, and its message is the CLI's one-line error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mathsynth.errors import MathsynthError
 from mathsynth.records import Rejection
+
+if TYPE_CHECKING:
+    from mathsynth.stage import Stage
 
 # Longest raw reply kept in a rejected row: enough to see what went wrong, bounded in size.
 RAW_LIMIT = 20_000
@@ -33,14 +36,18 @@ class _ReplyError(MathsynthError):
         self.raw = raw[:RAW_LIMIT] if raw is not None else None
         super().__init__(f"{reason}: {self.detail}")
 
-    def to_rejection(self, stage: str, record: dict[str, Any]) -> Rejection:
-        """A `rejected` row for `record` (the generator's input) with this reason and raw reply."""
-        return Rejection(
-            stage=stage,
-            reason=f"{self.prefix}{self.reason}",
-            detail=self.detail,
-            record={**record, "raw_reply": self.raw},
-        )
+    @property
+    def code(self) -> str:
+        """The rejection reason: the prefix (llm_ / parse_) and the reason."""
+        return f"{self.prefix}{self.reason}"
+
+    def rejected_input(self, record: dict[str, Any]) -> dict[str, Any]:
+        """`record` (the generator's input) with the raw reply that failed."""
+        return {**record, "raw_reply": self.raw}
+
+    def to_rejection(self, stage: Stage[Any], record: dict[str, Any]) -> Rejection:
+        """The `rejected` row `stage` makes (and counts) for `record` and this failure."""
+        return stage.reject(self.rejected_input(record), self.code, self.detail)
 
 
 class LLMRequestError(_ReplyError):

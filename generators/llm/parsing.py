@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from generators.llm.errors import ReplyParseError
+from mathsynth.generators.llm.errors import ReplyParseError
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")

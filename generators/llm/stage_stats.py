@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from generators.llm.chat import ChatRequest, Completion
-from generators.llm.client import LLMClient, Result
-from generators.llm.errors import LLMRequestError
+from mathsynth.generators.llm.chat import ChatRequest, Completion
+from mathsynth.generators.llm.client import LLMClient, Result
+from mathsynth.generators.llm.errors import LLMRequestError
 from mathsynth.stage import Stage
 
 

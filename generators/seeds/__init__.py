@@ -1,12 +1,2 @@
-"""Seeds: the bundled seed library and (later) readers for GSM8K / MATH / Parquet / HF ids."""
-
-from generators.seeds.spec import (
-    Seed,
-    SeedSpec,
-    SeedTask,
-    VariableSpec,
-    bundled_seeds,
-    load_library,
-)
-
-__all__ = ["Seed", "SeedSpec", "SeedTask", "VariableSpec", "bundled_seeds", "load_library"]
+"""Seeds: the bundled library (`library`) and readers for GSM8K / MATH rows from JSONL,
+Parquet, a saved dataset or a Hub id (`readers`). The types are `mathsynth.seeds`."""

@@ -20,11 +20,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from generators.decouple_steps import FINAL_ANSWER_RE, AnnotationError, find_annotations
-from generators.seeds.spec import Seed
 from mathsynth.errors import InputFileError
+from mathsynth.generators.common.annotations import (
+    FINAL_ANSWER_RE,
+    AnnotationError,
+    find_annotations,
+)
 from mathsynth.records import Rejection, content_id
-from storage.jsonl import iter_jsonl
+from mathsynth.seeds import Seed
+from mathsynth.storage.jsonl import iter_jsonl
 
 STAGE = "read_seeds"
 

@@ -4,7 +4,7 @@ with AnswerChecker(timeout_s=2.0) as checker:
     checker.check(gold="3/4", pred="0.75")  # Verdict(verdict="correct", detail=...)
 """
 
-from verifiers.answers.checker import AnswerChecker, Verdict, fast_verdict
-from verifiers.answers.pool import AnswerWorkerError
+from mathsynth.verifiers.answers.checker import AnswerChecker, Verdict, fast_verdict
+from mathsynth.verifiers.answers.pool import AnswerWorkerError
 
 __all__ = ["AnswerChecker", "AnswerWorkerError", "Verdict", "fast_verdict"]

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Self
 
-from verifiers.answers.exact import compare_numbers, format_fraction, read_number
-from verifiers.answers.normalize import answer_core
-from verifiers.answers.pool import AnswerWorker
+from mathsynth.verifiers.answers.exact import compare_numbers, format_fraction, read_number
+from mathsynth.verifiers.answers.normalize import answer_core
+from mathsynth.verifiers.answers.pool import AnswerWorker
 
 VerdictName = Literal["correct", "incorrect", "error"]
 

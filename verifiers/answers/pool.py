@@ -38,7 +38,7 @@ class AnswerWorker:
 
     def _spawn(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "verifiers.answers.worker", str(self._memory_mb)],
+            [sys.executable, "-m", "mathsynth.verifiers.answers.worker", str(self._memory_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

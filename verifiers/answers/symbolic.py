@@ -24,7 +24,7 @@ from typing import Any
 import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from verifiers.answers.normalize import clean_latex, last_boxed
+from mathsynth.verifiers.answers.normalize import clean_latex, last_boxed
 
 # The "timeout is disabled" warning is expected: the worker pool is the timeout.
 logging.getLogger("math_verify").setLevel(logging.ERROR)

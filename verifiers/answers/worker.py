@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     memory_mb = int(argv[1]) if len(argv) > 1 else 0
     channel = _answer_channel()
     # Slow import (sympy + math-verify), done once here so every request finds it warm.
-    from verifiers.answers.symbolic import compare, describe_exception
+    from mathsynth.verifiers.answers.symbolic import compare, describe_exception
 
     compare("1", "1")  # warm the parser's lazily built regexes
     if memory_mb > 0:

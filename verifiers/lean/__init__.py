@@ -1,17 +1,17 @@
 """Lean 4 checking: one interface (`LeanBackend.check`), two backends (a pool of Lean REPLs
 over JSON stdio, a Kimina Lean Server over HTTP), and the acceptance rule they share."""
 
-from verifiers.lean.acceptance import judge
-from verifiers.lean.backend import (
+from mathsynth.verifiers.lean.acceptance import judge
+from mathsynth.verifiers.lean.backend import (
     HEADER,
     LeanBackend,
     LeanBackendError,
     LeanItem,
     LeanResult,
 )
-from verifiers.lean.backends import describe_lean_backend, make_lean_backend
-from verifiers.lean.kimina import KiminaBackend
-from verifiers.lean.repl import ReplBackend
+from mathsynth.verifiers.lean.backends import describe_lean_backend, make_lean_backend
+from mathsynth.verifiers.lean.kimina import KiminaBackend
+from mathsynth.verifiers.lean.repl import ReplBackend
 
 __all__ = [
     "HEADER",

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from mathsynth.records import LeanStatus
-from verifiers.lean.backend import LeanItem, LeanResult
+from mathsynth.verifiers.lean.backend import LeanItem, LeanResult
 
 _SORRY_WARNING = "declaration uses 'sorry'"
 # Comments are stripped first so a `-- no sorry here` remark does not count.

@@ -6,10 +6,10 @@ import shlex
 
 from mathsynth.config import LeanSettings
 from mathsynth.errors import ConfigError
-from verifiers.lean.backend import LeanBackend
-from verifiers.lean.kimina import KiminaBackend, probe_kimina
-from verifiers.lean.repl import ReplBackend
-from verifiers.lean.repl_process import ReplError, ReplProcess
+from mathsynth.verifiers.lean.backend import LeanBackend
+from mathsynth.verifiers.lean.kimina import KiminaBackend, probe_kimina
+from mathsynth.verifiers.lean.repl import ReplBackend
+from mathsynth.verifiers.lean.repl_process import ReplError, ReplProcess
 
 _PROBE = "example : (1 : Nat) + 1 = 2 := rfl"
 _PROBE_TIMEOUT_S = 60.0

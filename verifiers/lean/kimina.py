@@ -25,8 +25,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from verifiers.lean.acceptance import judge
-from verifiers.lean.backend import HEADER, LeanItem, LeanResult, unchecked
+from mathsynth.verifiers.lean.acceptance import judge
+from mathsynth.verifiers.lean.backend import HEADER, LeanItem, LeanResult, unchecked
 
 logger = logging.getLogger("mathsynth.lean")
 

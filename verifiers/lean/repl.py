@@ -17,9 +17,9 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from verifiers.lean.acceptance import judge
-from verifiers.lean.backend import HEADER, LeanItem, LeanResult, unchecked
-from verifiers.lean.repl_process import (
+from mathsynth.verifiers.lean.acceptance import judge
+from mathsynth.verifiers.lean.backend import HEADER, LeanItem, LeanResult, unchecked
+from mathsynth.verifiers.lean.repl_process import (
     ReplError,
     ReplProcess,
     ReplStartError,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from verifiers.lean.backend import LeanBackendError
+from mathsynth.verifiers.lean.backend import LeanBackendError
 
 _READ_CHUNK = 1 << 16
 # A reply larger than this is treated as garbage rather than buffered without bound.

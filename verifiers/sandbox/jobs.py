@@ -51,7 +51,7 @@ class SandboxResult:
 
     def to_row(self) -> dict[str, Any]:
         """The JSONL row of `mathsynth sandbox run` (Fractions as "n/d" strings)."""
-        from verifiers.sandbox.codec import to_plain_json
+        from mathsynth.verifiers.sandbox.codec import to_plain_json
 
         return {
             "id": self.id,

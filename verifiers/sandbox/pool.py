@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from mathsynth.errors import MathsynthError
-from verifiers.sandbox.codec import UnsafeValueError, decode, encode, to_safe
-from verifiers.sandbox.isolation import Layer, scrubbed_environment
-from verifiers.sandbox.jobs import STATUSES, SandboxJob, SandboxResult
+from mathsynth.verifiers.sandbox.codec import UnsafeValueError, decode, encode, to_safe
+from mathsynth.verifiers.sandbox.isolation import Layer, scrubbed_environment
+from mathsynth.verifiers.sandbox.jobs import STATUSES, SandboxJob, SandboxResult
 
 _STARTUP_TIMEOUT_S = 120.0
 _MAX_BATCH = 256
@@ -57,7 +57,7 @@ class _Zygote:
             sys.executable,
             "-s",
             "-c",
-            "from verifiers.sandbox.zygote import main; main()",
+            "from mathsynth.verifiers.sandbox.zygote import main; main()",
             json.dumps(self._config),
             str(theirs.fileno()),
         ]

@@ -6,8 +6,8 @@ real worker observes its effect (so a silently failed setup is reported, not ass
 
 from __future__ import annotations
 
-from verifiers.sandbox.jobs import SandboxJob
-from verifiers.sandbox.pool import Sandbox, SandboxError
+from mathsynth.verifiers.sandbox.jobs import SandboxJob
+from mathsynth.verifiers.sandbox.pool import Sandbox, SandboxError
 
 _PROBE = r"""
 import os, resource

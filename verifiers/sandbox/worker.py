@@ -28,8 +28,8 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from verifiers.sandbox.codec import decode, encode, is_scalar, to_safe
-from verifiers.sandbox.isolation import limit_cpu_seconds
+from mathsynth.verifiers.sandbox.codec import decode, encode, is_scalar, to_safe
+from mathsynth.verifiers.sandbox.isolation import limit_cpu_seconds
 
 _CAPTURE = "__sandbox_capture__"
 _LOCALS = "__sandbox_locals__"

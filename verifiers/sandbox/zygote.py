@@ -21,8 +21,8 @@ import socket
 import sys
 from typing import Any
 
-from verifiers.sandbox import isolation
-from verifiers.sandbox.isolation import Layer, Limits, Seccomp
+from mathsynth.verifiers.sandbox import isolation
+from mathsynth.verifiers.sandbox.isolation import Layer, Limits, Seccomp
 
 PRELOADED = (
     "math",
@@ -159,7 +159,7 @@ class Zygote:
             os.close(pidfd)
 
     def _become_worker(self, sock: socket.socket, slot: int, workdir: str) -> None:
-        from verifiers.sandbox.worker import serve_forever
+        from mathsynth.verifiers.sandbox.worker import serve_forever
 
         uid = self.uid_base + slot
 

@@ -1,0 +1,323 @@
+"""RISE with an LLM: self-edited steps and sampled correct-vs-wrong solutions.
+
+Self-edit (RISE's prompt): the model rewrites one step of a verified solution to contain a
+given error type without admitting it. RISE's filters drop replies that mention a mistake /
+incorrect / wrong / error and replies that change nothing; we also drop multi-line replies and
+keep an edit only when `ErrorInjector.confirm_rewrite` proves it wrong by recomputation.
+
+Sampled pairs: the model solves the problem `samples` times; a sample whose final answer
+equals the verified answer is paired (chosen) with one whose final answer differs (rejected).
+Answers are compared as exact numbers; a problem whose answer is not a number gets none.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from mathsynth.generators.common.annotations import remove_calculator_annotations
+from mathsynth.generators.llm import (
+    ChatRequest,
+    Completion,
+    LLMClient,
+    LLMRequestError,
+    usage_provenance,
+)
+from mathsynth.generators.llm.stage_stats import complete_counted
+from mathsynth.generators.rise.inject import ErrorInjector
+from mathsynth.generators.rise.steps import find_answer
+from mathsynth.numbers import parse_number
+from mathsynth.records import (
+    PreferencePair,
+    Problem,
+    Record,
+    Verification,
+    as_dict,
+    content_id,
+)
+from mathsynth.stage import RecordStage
+
+ERROR_DESCRIPTIONS = {
+    "change_number": "wrong number: one value in the step is replaced by a slightly different one",
+    "wrong_substitution": "wrong substitution: a different quantity from the problem is used",
+    "operator_swap": "wrong operation: one of + - * / is replaced by another",
+    "delete_term": "missing term: one term of a calculation is left out",
+    "swap_terms": "swapped terms: two quantities trade places in a calculation",
+}
+
+SELF_EDIT_PROMPT = """\
+Below are a math problem, the previous steps of a solution, and the current step.
+Rewrite the current step so that it contains exactly one error of this kind: {error}.
+Keep the wording and format of the step as close to the original as possible, and compute
+the rest of the step consistently with the error. Do not mention, hint at or correct the
+error. Reply with the rewritten step only, on one line.
+
+Problem: {question}
+
+Previous steps:
+{previous}
+
+Current step:
+{step}"""
+
+SOLVE_PROMPT = """\
+Solve the math problem step by step, one step per line, writing each calculation as an
+equation such as `48 / 2 = 24`. End with a line `The answer is N.`
+
+Problem: {question}"""
+
+# RISE's filter: a self-edit that admits its error teaches the model nothing.
+_ADMITS_ERROR = re.compile(r"\b(mistakes?|incorrect(ly)?|wrong(ly)?|errors?|erroneous)\b", re.I)
+
+
+class RiseSelfEdit(RecordStage):
+    """Derived stage: LLM self-edit pairs and sampled-solution pairs for verified Problems.
+
+    Passes every record through. Verified Problems are buffered `batch_size` at a time so
+    their requests go to the LLM concurrently; each buffered record is yielded, followed by
+    its pairs and Rejection(stage="rise") rows for edits that were dropped (reason names
+    the filter: "admits_error", "unchanged", "multi_line", "unconfirmed", "llm_*").
+    """
+
+    name = "rise"
+    requires = (("openai", "openai[aiohttp]"),)
+
+    def __init__(
+        self,
+        *,
+        llm: LLMClient,
+        seed: int = 0,
+        samples: int = 4,
+        temperature: float = 0.9,
+        batch_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.seed = seed
+        self.llm = llm
+        self.samples = samples
+        self.temperature = temperature
+        self.batch_size = batch_size
+
+    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        buffer: list[Record] = []
+        for record in records:
+            buffer.append(record)
+            if sum(_wants_pairs(r) for r in buffer) >= self.batch_size:
+                yield from self._flush(buffer)
+                buffer = []
+        yield from self._flush(buffer)
+
+    def _flush(self, buffer: list[Record]) -> Iterator[Record]:
+        problems = [r for r in buffer if isinstance(r, Problem) and _wants_pairs(r)]
+        plans = [self._plan(p) for p in problems]
+        requests = [req for plan in plans for req in plan.requests()]
+        results = iter(complete_counted(self.llm, self, requests))
+        extra: dict[str, list[Record]] = {}
+        for problem, plan in zip(problems, plans, strict=True):
+            edit = next(results) if plan.step is not None else None
+            sampled = next(results)
+            extra[problem.id] = [
+                *self._self_edit(problem, plan, edit),
+                *self._sampled(problem, sampled),
+            ]
+        for record in buffer:
+            yield record
+            if isinstance(record, Problem):
+                yield from extra.pop(record.id, [])
+
+    def _plan(self, problem: Problem) -> _Plan:
+        solution = remove_calculator_annotations(problem.solution)
+        injector = ErrorInjector(problem.question, solution)
+        rng = random.Random(int(content_id(self.seed, "rise.self_edit", problem.id), 16))
+        steps = [i for i in range(injector.parsed.step_count) if injector.parsed.equations[i]]
+        step = rng.choice(steps) if steps else None
+        error_type = rng.choice(sorted(ERROR_DESCRIPTIONS))
+        return _Plan(self, problem, solution, injector, step, error_type)
+
+    def _self_edit(
+        self, problem: Problem, plan: _Plan, result: list[Completion] | LLMRequestError | None
+    ) -> list[Record]:
+        if result is None or plan.step is None:
+            return []
+        if isinstance(result, LLMRequestError):
+            return [result.to_rejection(self, as_dict(problem))]
+        completion = result[0]
+        reply = completion.text.strip().strip("`").strip()
+        original = plan.injector.parsed.lines[plan.step]
+        if _ADMITS_ERROR.search(reply) and not _ADMITS_ERROR.search(original):
+            return [
+                self.reject(
+                    {**as_dict(problem), "raw_reply": reply},
+                    "admits_error",
+                    "self-edit dropped: admits_error",
+                )
+            ]
+        if " ".join(reply.split()) == " ".join(original.split()):
+            return [
+                self.reject(
+                    {**as_dict(problem), "raw_reply": reply},
+                    "unchanged",
+                    "self-edit dropped: unchanged",
+                )
+            ]
+        if "\n" in reply:
+            return [
+                self.reject(
+                    {**as_dict(problem), "raw_reply": reply},
+                    "multi_line",
+                    "self-edit dropped: multi_line",
+                )
+            ]
+        found = plan.injector.confirm_rewrite(plan.step, reply, "llm_self_edit")
+        if found is None:
+            return [
+                self.reject(
+                    {**as_dict(problem), "raw_reply": reply},
+                    "unconfirmed",
+                    "self-edit dropped: unconfirmed",
+                )
+            ]
+        self.stat_update("pairs.llm_self_edit")
+        return [
+            PreferencePair(
+                source_id=problem.id,
+                prompt=problem.question,
+                chosen=plan.solution,
+                rejected=found.rejected,
+                error_type="llm_self_edit",
+                edit_start=found.edit_start,
+                edit_end=found.edit_end,
+                step_index=found.step_index,
+                verification=Verification("verified", "recompute", found.detail),
+                provenance={
+                    "method": "llm_self_edit",
+                    "generator": self.name,
+                    "source_generator": problem.generator,
+                    "requested_error": plan.error_type,
+                    "consequence": found.consequence,
+                    "original_step": found.original_step,
+                    "edited_step": found.edited_step,
+                    "answer_before": found.answer_before,
+                    "answer_after": found.answer_after,
+                    **usage_provenance([completion]),
+                },
+            )
+        ]
+
+    def _sampled(
+        self, problem: Problem, result: list[Completion] | LLMRequestError
+    ) -> list[Record]:
+        if isinstance(result, LLMRequestError):
+            return [result.to_rejection(self, as_dict(problem))]
+        gold = _number(problem.answer)
+        if gold is None:
+            return []
+        right = [c for c in result if _final_answer(c.text) == gold]
+        wrong = [c for c in result if (a := _final_answer(c.text)) is not None and a != gold]
+        if not right or not wrong:
+            return [
+                self.reject(
+                    problem, "no_sampled_contrast", f"{len(right)} right, {len(wrong)} wrong"
+                )
+            ]
+        chosen, rejected = right[0].text.strip(), wrong[0].text.strip()
+        step, start = _first_divergence(chosen, rejected)
+        self.stat_update("pairs.sampled_solution")
+        detail = f"chosen answers {problem.answer}; rejected answers {_final_answer(rejected)}"
+        return [
+            PreferencePair(
+                source_id=problem.id,
+                prompt=problem.question,
+                chosen=chosen,
+                rejected=rejected,
+                error_type="sampled_solution",
+                edit_start=start,
+                edit_end=len(rejected),
+                step_index=step,
+                verification=Verification("verified", "answer_match", detail),
+                provenance={
+                    "method": "sampled_solution",
+                    "generator": self.name,
+                    "source_generator": problem.generator,
+                    "samples": len(result),
+                    **usage_provenance([right[0], wrong[0]]),
+                },
+            )
+        ]
+
+
+class _Plan:
+    """The requests for one problem: the self-edit of one step, and the sampled solutions."""
+
+    def __init__(
+        self,
+        stage: RiseSelfEdit,
+        problem: Problem,
+        solution: str,
+        injector: ErrorInjector,
+        step: int | None,
+        error_type: str,
+    ) -> None:
+        self.stage = stage
+        self.problem = problem
+        self.solution = solution
+        self.injector = injector
+        self.step = step
+        self.error_type = error_type
+
+    def requests(self) -> list[ChatRequest]:
+        out = []
+        if self.step is not None:
+            lines = self.injector.parsed.lines
+            prompt = SELF_EDIT_PROMPT.format(
+                error=ERROR_DESCRIPTIONS[self.error_type],
+                question=self.problem.question,
+                previous="\n".join(lines[: self.step]) or "(none)",
+                step=lines[self.step],
+            )
+            out.append(
+                ChatRequest(messages=_user(prompt), temperature=0.0, purpose="rise.self_edit")
+            )
+        out.append(
+            ChatRequest(
+                messages=_user(SOLVE_PROMPT.format(question=self.problem.question)),
+                n=self.stage.samples,
+                temperature=self.stage.temperature,
+                purpose="rise.sample",
+            )
+        )
+        return out
+
+
+def _user(content: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": content}]
+
+
+def _wants_pairs(record: Record) -> bool:
+    return isinstance(record, Problem) and record.verification.status == "verified"
+
+
+def _number(text: str) -> Any:
+    try:
+        return parse_number(text.strip())
+    except ValueError:
+        return None
+
+
+def _final_answer(text: str) -> Any:
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    token = find_answer(lines[-1]) if lines else None
+    return parse_number(token.text) if token else None
+
+
+def _first_divergence(chosen: str, rejected: str) -> tuple[int, int]:
+    """(line index, char offset in `rejected`) of the first line where the two differ."""
+    offset = 0
+    a, b = chosen.split("\n"), rejected.split("\n")
+    for i, line in enumerate(b):
+        if i >= len(a) or a[i] != line:
+            return i, offset
+        offset += len(line) + 1
+    return len(b) - 1, max(0, len(rejected) - len(b[-1]))

@@ -1,0 +1,123 @@
+"""Numbers: the one parser for numbers written in text, and how values are rendered.
+
+One place for this so that a question, its solution and its `answer` column always agree on
+how a value looks (no "12.0" in the text and "12" in the answer), and so that every stage that
+reads a number back (re-execution, RISE recomputation, decoupling, formalization, the answer
+checker) reads it the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Literal
+
+AnswerType = Literal["int", "decimal", "fraction"]
+
+# A number as people write it: sign, money sign, thousands commas (groups of three), decimals,
+# a fraction a/b, a percent sign.
+_NUMBER = re.compile(
+    r"(?P<sign>[-+]?)\$?(?P<body>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)"
+    r"(?:/(?P<den>\d+))?(?P<percent>%?)"
+)
+
+
+@lru_cache(maxsize=65536)
+def parse_number(text: str) -> Fraction:
+    """Exact value of a number as written: "42", "-3.5", ".5", "1,200", "$1,200.50", "3/4",
+    "-7/2", "25%" (= 1/4). Surrounding spaces are ignored.
+
+    Failure modes: ValueError for anything else (units, words, LaTeX, "1,5", a zero
+    denominator). Cached: stages re-read the same few numbers many times.
+    """
+    match = _NUMBER.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a number: {text!r}")
+    value = Fraction(match["body"].replace(",", ""))
+    if match["den"] is not None:
+        if int(match["den"]) == 0:
+            raise ValueError(f"zero denominator: {text!r}")
+        value /= int(match["den"])
+    if match["percent"]:
+        value /= 100
+    return -value if match["sign"] == "-" else value
+
+
+def parse_number_or_none(text: str) -> Fraction | None:
+    """`parse_number`, with None where that raises ValueError."""
+    try:
+        return parse_number(text)
+    except ValueError:
+        return None
+
+
+# Values closer than this to a whole number (or to a 2-place decimal) are treated as exact:
+# programs compute in floats, and 0.1 * 3 must still count as 0.3.
+_EPS = 1e-9
+
+
+def is_whole(value: Any) -> bool:
+    """True for ints, integral floats/Fractions/Decimals; False for bools, NaN, inf, other."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if isinstance(value, Fraction):
+        return value.denominator == 1
+    if isinstance(value, (float, Decimal)):
+        v = float(value)
+        return math.isfinite(v) and abs(v - round(v)) < _EPS * max(1.0, abs(v))
+    return False
+
+
+def has_places(value: Any, places: int) -> bool:
+    """True when `value` is a finite number with at most `places` decimal places."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, Decimal)):
+        return False
+    scaled = Fraction(value) * 10**places if not isinstance(value, float) else value * 10**places
+    return is_whole(scaled)
+
+
+def format_number(value: Any, spec: str = "") -> str:
+    """Render a value for text.
+
+    Specs: "" (ints as digits, near-integral floats as ints, other floats with up to 2
+    decimals, Fractions as a/b), "money" (always 2 decimals), or any standard format spec.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, Decimal)):
+        return format(value, spec)
+    if spec == "money":
+        return f"{float(value):.2f}"
+    if spec:
+        return format(float(value) if isinstance(value, Fraction) else value, spec)
+    if is_whole(value):
+        return str(int(round(float(value)))) if not isinstance(value, int) else str(value)
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
+    return text
+
+
+def format_answer(value: Any, answer_type: AnswerType) -> str | None:
+    """Canonical answer string, or None when the value does not fit the answer type.
+
+    "int" needs a whole number, "decimal" a number with at most 2 decimal places, "fraction"
+    any exact rational (rendered a/b in lowest terms, or as an integer when whole).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, Decimal)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if answer_type == "int":
+        return str(int(round(float(value)))) if is_whole(value) else None
+    if answer_type == "decimal":
+        if not has_places(value, 2):
+            return None
+        return format_number(round(float(value), 2))
+    frac = Fraction(value).limit_denominator(10**6) if isinstance(value, float) else Fraction(value)
+    if frac.denominator == 1:
+        return str(frac.numerator)
+    return f"{frac.numerator}/{frac.denominator}"
