@@ -73,15 +73,15 @@ def gsm8k_problems(path: Path, limit: int) -> list[Problem]:
 
 
 def _pair_ok(pair: PreferencePair) -> bool:
-    chosen_lines = pair.chosen.split("\n")
-    rejected_lines = pair.rejected.split("\n")
+    chosen_lines = pair.chosen_text.split("\n")
+    rejected_lines = pair.rejected_text.split("\n")
     prefix = "\n".join(chosen_lines[: pair.step_index])
     line_start = len(prefix) + (1 if pair.step_index else 0)
     line_end = line_start + len(rejected_lines[pair.step_index])
     return (
-        pair.rejected != pair.chosen
-        and pair.rejected.startswith(prefix)
-        and pair.chosen[: pair.edit_start] == pair.rejected[: pair.edit_start]
+        pair.rejected_text != pair.chosen_text
+        and pair.rejected_text.startswith(prefix)
+        and pair.chosen_text[: pair.edit_start] == pair.rejected_text[: pair.edit_start]
         and line_start <= pair.edit_start < pair.edit_end <= line_end
     )
 
@@ -101,7 +101,7 @@ def main() -> None:
 
     pairs = [r for r in out if isinstance(r, PreferencePair)]
     rejections = Counter(r.reason for r in out if isinstance(r, Rejection))
-    spans = [(p.edit_end - p.edit_start) / len(p.rejected) for p in pairs]
+    spans = [(p.edit_end - p.edit_start) / len(p.rejected_text) for p in pairs]
     broken = sum(not _pair_ok(p) for p in pairs)
 
     print(f"input: {len(problems)} verified GSM8K-derived problems ({args.gsm8k})")

@@ -139,21 +139,36 @@ class Problem:
         return to_row(self)
 
 
+SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
+
+
 @dataclass(slots=True)
 class PreferencePair:
-    """One DPO row: a correct and a subtly wrong solution to the same prompt."""
+    """One DPO row: a correct and a subtly wrong solution to the same prompt.
+
+    Stages work with the texts; the row holds them in TRL's conversational preference format
+    (`prompt` a list of messages, `chosen` / `rejected` one assistant message each, the same
+    chat shape as the sft `messages`) and as plain strings (`*_text`). `edit_start` /
+    `edit_end` are the injected edit and `spans` every changed region, as character offsets
+    into `rejected_text`: together the spans cover every character in which the rejected
+    text differs from the chosen one (see `generators.rise.spans`).
+    """
 
     table: ClassVar[str] = "dpo"
     schema: ClassVar[pa.Schema] = pa.schema(
         [
             ("id", pa.string()),
             ("source_id", pa.string()),
-            ("prompt", pa.string()),
-            ("chosen", pa.string()),
-            ("rejected", pa.string()),
+            ("prompt", pa.list_(MESSAGE)),
+            ("chosen", pa.list_(MESSAGE)),
+            ("rejected", pa.list_(MESSAGE)),
+            ("prompt_text", pa.string()),
+            ("chosen_text", pa.string()),
+            ("rejected_text", pa.string()),
             ("error_type", pa.string()),
             ("edit_start", pa.int32()),
             ("edit_end", pa.int32()),
+            ("spans", pa.list_(SPAN)),
             ("step_index", pa.int32()),
             ("verification", VERIFICATION),
             ("provenance", pa.string()),
@@ -161,20 +176,33 @@ class PreferencePair:
     )
 
     source_id: str
-    prompt: str
-    chosen: str
-    rejected: str
+    prompt_text: str
+    chosen_text: str
+    rejected_text: str
     error_type: str
     edit_start: int
     edit_end: int
     step_index: int
+    spans: list[dict[str, int]] = field(default_factory=list)
     verification: Verification = UNCHECKED
     provenance: dict[str, Any] = field(default_factory=dict)
     id: str = ""
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = content_id("dpo", self.source_id, self.chosen, self.rejected)
+            self.id = content_id("dpo", self.source_id, self.chosen_text, self.rejected_text)
+
+    @property
+    def prompt(self) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.prompt_text}]
+
+    @property
+    def chosen(self) -> list[dict[str, str]]:
+        return [{"role": "assistant", "content": self.chosen_text}]
+
+    @property
+    def rejected(self) -> list[dict[str, str]]:
+        return [{"role": "assistant", "content": self.rejected_text}]
 
     def to_row(self) -> dict[str, Any]:
         return to_row(self)

@@ -6,6 +6,7 @@ sympy), so a bug in the stage's own parser cannot make its own output look right
 
 from __future__ import annotations
 
+import difflib
 import re
 from fractions import Fraction
 
@@ -16,6 +17,7 @@ from mathsynth.generators.common.annotations import remove_calculator_annotation
 from mathsynth.generators.common.arithmetic import ExpressionError
 from mathsynth.generators.rise.edits import ERROR_TYPES
 from mathsynth.generators.rise.offline import RiseErrorInjection
+from mathsynth.generators.rise.spans import diff_spans
 from mathsynth.generators.rise.steps import evaluate_text, find_equations, render_number
 from mathsynth.records import (
     FormalStatement,
@@ -103,23 +105,23 @@ def test_pairs_are_minimal_and_confirmed_wrong(seed: int) -> None:
     pairs = _pairs(seed)
     assert len(pairs) == len(PROBLEMS)
     for pair in pairs:
-        chosen, rejected = pair.chosen.split("\n"), pair.rejected.split("\n")
-        assert pair.rejected != pair.chosen
+        chosen, rejected = pair.chosen_text.split("\n"), pair.rejected_text.split("\n")
+        assert pair.rejected_text != pair.chosen_text
         assert chosen[: pair.step_index] == rejected[: pair.step_index]
-        assert pair.chosen[: pair.edit_start] == pair.rejected[: pair.edit_start]
+        assert pair.chosen_text[: pair.edit_start] == pair.rejected_text[: pair.edit_start]
         line_start = sum(len(line) + 1 for line in rejected[: pair.step_index])
         edited_line = rejected[pair.step_index]
         assert line_start <= pair.edit_start < pair.edit_end <= line_start + len(edited_line)
-        span = pair.rejected[pair.edit_start : pair.edit_end]
-        assert span != pair.chosen[pair.edit_start : pair.edit_end]
+        span = pair.rejected_text[pair.edit_start : pair.edit_end]
+        assert span != pair.chosen_text[pair.edit_start : pair.edit_end]
         assert edited_line[pair.edit_start - line_start :].startswith(span)
         assert pair.provenance["edited_step"] == edited_line
         assert pair.verification.status == "verified"
         assert pair.verification.checker == "recompute"
-        assert pair.prompt == PROBLEMS[[p[1] for p in PROBLEMS].index(pair.chosen)][0]
+        assert pair.prompt_text == PROBLEMS[[p[1] for p in PROBLEMS].index(pair.chosen_text)][0]
 
         step_false = any(left != written for left, written in _independent_equations(edited_line))
-        answer_changed = _final_answer(pair.rejected) != _final_answer(pair.chosen)
+        answer_changed = _final_answer(pair.rejected_text) != _final_answer(pair.chosen_text)
         assert step_false or answer_changed
         if pair.provenance["consequence"] == "propagated":
             # Every equation of the rejected solution holds; only the answer is wrong.
@@ -138,7 +140,7 @@ def test_every_error_type_occurs() -> None:
 
 def test_deterministic_per_seed_and_record() -> None:
     assert [p.to_row() for p in _pairs(7)] == [p.to_row() for p in _pairs(7)]
-    variants = {tuple(p.rejected for p in _pairs(seed)) for seed in range(6)}
+    variants = {tuple(p.rejected_text for p in _pairs(seed)) for seed in range(6)}
     assert len(variants) > 1
     # A record's pair does not depend on its position in the batch.
     stage = RiseErrorInjection(seed=7)
@@ -184,10 +186,10 @@ def test_calculator_annotations_are_removed_from_both_sides() -> None:
     )
     pair = RiseErrorInjection(seed=3).pair_for(problem)
     assert isinstance(pair, PreferencePair)
-    assert pair.chosen == (
+    assert pair.chosen_text == (
         "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether.\n#### 72"
     )
-    assert "<<" not in pair.rejected
+    assert "<<" not in pair.rejected_text
     assert pair.provenance["calculator_annotations_removed"] is True
 
 
@@ -204,7 +206,8 @@ def test_units_between_numbers_are_understood() -> None:
         pair = RiseErrorInjection(seed=seed).pair_for(_problem(question, solution, "15"))
         assert isinstance(pair, PreferencePair)
         assert (
-            pair.rejected.split("\n")[: pair.step_index] == solution.split("\n")[: pair.step_index]
+            pair.rejected_text.split("\n")[: pair.step_index]
+            == solution.split("\n")[: pair.step_index]
         )
 
 
@@ -234,3 +237,26 @@ def test_render_number_keeps_the_notation() -> None:
 def test_annotation_without_written_expression_becomes_an_equation() -> None:
     text = remove_calculator_annotations("He has <<5*3=15>>15 apples and $<<2+3=5>>5.")
     assert text == "He has 5*3 = 15 apples and $2+3 = 5."
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected"),
+    [
+        ("3 * 4 = 12\nThe answer is 12.", "3 * 5 = 15\nThe answer is 15."),
+        ("a + b = 10 apples", "a - b = 10 apples"),
+        ("48 / 2 = 24 and 24 + 6 = 30", "48 / 2 = 24 and 24 = 24"),  # a deletion
+        ("The answer is 1,200.", "The answer is 1,250."),
+        ("x", "x plus more words at the end"),
+        ("keep the end 7", "keep the end"),  # deleted at the very end
+    ],
+)
+def test_spans_cover_every_changed_character(chosen: str, rejected: str) -> None:
+    spans = diff_spans(chosen, rejected)
+    covered = {i for s in spans for i in range(s["start"], s["end"])}
+    matcher = difflib.SequenceMatcher(None, chosen, rejected, autojunk=False)
+    for tag, _, _, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            assert set(range(j1, j2)) <= covered
+            if j1 == j2:  # a deletion is marked by the token where it happened
+                assert any(s["start"] <= j1 <= s["end"] for s in spans)
+    assert all(a["end"] < b["start"] for a, b in zip(spans, spans[1:], strict=False))

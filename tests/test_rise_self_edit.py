@@ -72,12 +72,12 @@ def test_self_edit_pair_is_confirmed_by_recomputation(confirmed: tuple[list[Any]
     assert out[0].seed_id == "s2" and out[1].seed_id == "s"
     assert len(server.requests) == 2  # one self-edit + one sampling request, none for unchecked
     (pair,) = [r for r in out if isinstance(r, PreferencePair) and r.error_type == "llm_self_edit"]
-    assert pair.chosen == SOLUTION
+    assert pair.chosen_text == SOLUTION
     step = pair.step_index
-    assert pair.rejected.split("\n")[:step] == SOLUTION.split("\n")[:step]
-    assert pair.rejected.split("\n")[step] == _bump_result(SOLUTION.split("\n")[step])
+    assert pair.rejected_text.split("\n")[:step] == SOLUTION.split("\n")[:step]
+    assert pair.rejected_text.split("\n")[step] == _bump_result(SOLUTION.split("\n")[step])
     assert pair.verification.status == "verified" and pair.provenance["consequence"] == "false_step"
-    assert pair.rejected[pair.edit_start : pair.edit_end] in pair.provenance["edited_step"]
+    assert pair.rejected_text[pair.edit_start : pair.edit_end] in pair.provenance["edited_step"]
 
 
 def test_sampled_pair_pairs_right_with_wrong(confirmed: tuple[list[Any], Any]) -> None:
@@ -85,8 +85,8 @@ def test_sampled_pair_pairs_right_with_wrong(confirmed: tuple[list[Any], Any]) -
     (pair,) = [
         r for r in out if isinstance(r, PreferencePair) and r.error_type == "sampled_solution"
     ]
-    assert (pair.chosen, pair.rejected) == (RIGHT, WRONG)
-    assert pair.step_index == 1 and pair.rejected[pair.edit_start :].startswith("Then 36 + 9")
+    assert (pair.chosen_text, pair.rejected_text) == (RIGHT, WRONG)
+    assert pair.step_index == 1 and pair.rejected_text[pair.edit_start :].startswith("Then 36 + 9")
     assert pair.verification.checker == "answer_match"
 
 
@@ -118,7 +118,7 @@ def test_consistent_self_edit_propagates_to_a_changed_answer() -> None:
     out, _ = _run(_consistent_slip)
     (pair,) = [r for r in out if isinstance(r, PreferencePair) and r.error_type == "llm_self_edit"]
     assert pair.provenance["consequence"] == "propagated"
-    assert pair.rejected.split("\n")[-1] != SOLUTION.split("\n")[-1]
+    assert pair.rejected_text.split("\n")[-1] != SOLUTION.split("\n")[-1]
     assert pair.provenance["answer_before"] == "27"
 
 

@@ -27,6 +27,7 @@ from mathsynth.generators.llm import (
 )
 from mathsynth.generators.llm.stage_stats import complete_counted
 from mathsynth.generators.rise.inject import ErrorInjector
+from mathsynth.generators.rise.spans import diff_spans
 from mathsynth.generators.rise.steps import find_answer
 from mathsynth.numbers import parse_number
 from mathsynth.records import (
@@ -183,9 +184,10 @@ class RiseSelfEdit(RecordStage):
         return [
             PreferencePair(
                 source_id=problem.id,
-                prompt=problem.question,
-                chosen=plan.solution,
-                rejected=found.rejected,
+                prompt_text=problem.question,
+                chosen_text=plan.solution,
+                rejected_text=found.rejected,
+                spans=diff_spans(plan.solution, found.rejected),
                 error_type="llm_self_edit",
                 edit_start=found.edit_start,
                 edit_end=found.edit_end,
@@ -229,9 +231,10 @@ class RiseSelfEdit(RecordStage):
         return [
             PreferencePair(
                 source_id=problem.id,
-                prompt=problem.question,
-                chosen=chosen,
-                rejected=rejected,
+                prompt_text=problem.question,
+                chosen_text=chosen,
+                rejected_text=rejected,
+                spans=diff_spans(chosen, rejected),
                 error_type="sampled_solution",
                 edit_start=start,
                 edit_end=len(rejected),

@@ -9,6 +9,7 @@ from typing import Any
 
 from mathsynth.generators.common.annotations import remove_calculator_annotations
 from mathsynth.generators.rise.inject import ErrorInjector, InjectedError
+from mathsynth.generators.rise.spans import diff_spans
 from mathsynth.records import PreferencePair, Problem, Record, Rejection, Verification, content_id
 from mathsynth.stage import RecordStage
 
@@ -52,9 +53,10 @@ class RiseErrorInjection(RecordStage):
         self.stat_update(f"pairs.{found.consequence}")
         return PreferencePair(
             source_id=problem.id,
-            prompt=problem.question,
-            chosen=solution,
-            rejected=found.rejected,
+            prompt_text=problem.question,
+            chosen_text=solution,
+            rejected_text=found.rejected,
+            spans=diff_spans(solution, found.rejected),
             error_type=found.error_type,
             edit_start=found.edit_start,
             edit_end=found.edit_end,
