@@ -118,6 +118,7 @@ def faulty_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         first = {
             "ids": ids(out),
             "requests": len(srv.requests),
+            "probes": len(srv.probes),
             "answered": set(script.answered),
             "report": report,
         }
@@ -226,7 +227,9 @@ def test_llm_usage_is_accounted(faulty_build: dict[str, Any]) -> None:
         con.close()
     llm = json.loads(llm)
     assert llm["tokens_in"] > 0 and llm["tokens_out"] > 0 and llm["cost_usd_micros"] > 0
-    assert llm["requests"] == faulty_build["first"]["requests"]
+    # Every request the server saw, and the one structured-output probe it answered itself.
+    assert faulty_build["first"]["probes"] == 1
+    assert llm["requests"] == faulty_build["first"]["requests"] + 1
 
     from typer.testing import CliRunner
 
@@ -260,6 +263,7 @@ def test_api_key_is_sent_but_never_stored_or_logged(faulty_build: dict[str, Any]
 
 def test_rerun_sends_no_request_and_changes_nothing(faulty_build: dict[str, Any]) -> None:
     assert faulty_build["rerun_requests"] == 0
+    assert len(faulty_build["srv"].probes) == 1  # the probe's answer is remembered too
     assert faulty_build["rerun"]["batches_skipped"] == faulty_build["rerun"]["batches"]
     assert faulty_build["rerun_ids"] == faulty_build["first"]["ids"]
 
