@@ -343,6 +343,20 @@ def test_dataset_seeds_fall_back_to_llm_decoupling(tmp_path: Path) -> None:
         assert {r["seed_id"] for r in sft} == {"natalia", "pens"}
         assert report["totals"]["sft"] == len(sft) == 2 * 2
         assert_all_sft_reexecute(sft)
+        # Rows of the seed the model templated say so: model, prompt hashes, both rounds.
+        from mathsynth.generators.llm.prompts import PromptLibrary
+
+        library = PromptLibrary()
+        for row in sft:
+            decoupling = json.loads(row["provenance"]).get("decoupling")
+            if row["seed_id"] == "natalia":  # decoupled offline, from its annotations
+                assert decoupling is None
+                continue
+            assert decoupling["model"] == MODEL and len(decoupling["request_hashes"]) == 2
+            assert decoupling["prompts"]["infinitymath.decouple"] == (
+                library.get("infinitymath.decouple").hash
+            )
+            assert "infinitymath.repair" in decoupling["prompts"]
         (rejected,) = [r for r in rejections(out) if r["record"]["seed_id"] != "pens"]
         assert rejected["record"]["seed_id"] == "farm"
         assert (rejected["stage"], rejected["reason"]) == (

@@ -200,3 +200,19 @@ def test_a_killed_run_resumes_its_batch_instead_of_paying_again(
     assert stats["batches_resumed"] == 1 and stats.get("batches_submitted", 0) == 0
     (job,) = Catalog(out).llm_batches()
     assert (job["batch_id"], job["status"]) == (batch_id, "done")
+
+
+@pytest.mark.parametrize("backend", ["online", "batch"])
+def test_the_same_request_twice_in_one_call_is_asked_once(backend: str) -> None:
+    with (
+        MockOpenAIServer(_echo) as srv,
+        LLMClient(_settings(srv, backend=backend), None, None) as client,
+    ):
+        first, second, other = client.complete_many([_ask("alpha", 2), _ask("alpha", 2), _ask("b")])
+        stats = dict(client.stats)
+    assert isinstance(first, list) and isinstance(second, list) and isinstance(other, list)
+    assert [c.text for c in first] == [c.text for c in second] == ["alpha #0", "alpha #1"]
+    assert not any(c.cached for c in first) and all(c.cached for c in second)
+    assert len(srv.requests) == 2
+    # Paid once: the repeat adds no tokens.
+    assert stats["tokens_out"] == sum(c.tokens_out for c in first + other)

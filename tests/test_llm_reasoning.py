@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console import assert_one_line_error, mathsynth
 from llm_mock_server import MockOpenAIServer, Reply
 
 from mathsynth.config import LLMSettings, load_config
@@ -199,3 +200,13 @@ def test_cache_written_before_reasoning_columns_still_opens(tmp_path: Path) -> N
     (sample,) = cache.get_many(["k"]).values()
     assert (sample.text, sample.reasoning, sample.reasoning_tokens) == ("old reply", None, 0)
     cache.close()
+
+
+def test_llm_max_tokens_flag_sets_the_default_budget(tmp_path: Path) -> None:
+    proc = mathsynth(
+        "build",
+        *("--out", str(tmp_path / "ds"), "--llm-max-tokens", "0"),
+        *("--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"),
+    )
+    assert_one_line_error(proc, "llm.max_tokens", "max_tokens.default must be positive")
+    assert not (tmp_path / "ds").exists()

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
 
 from mathsynth.generators.common.instantiate import Draft, render_variant, sandbox_job
-from mathsynth.generators.llm.chat import ChatRequest, Message
+from mathsynth.generators.llm.accounting import usage_provenance
+from mathsynth.generators.llm.chat import ChatRequest, Completion, Message
 from mathsynth.generators.llm.client import LLMClient
 from mathsynth.generators.llm.errors import LLMRequestError, ReplyParseError
 from mathsynth.generators.llm.parsing import extract_json_object
@@ -84,6 +85,7 @@ class _Attempt:
     failure: ReplyParseError | LLMRequestError | None = None
     first_reply: str | None = None
     first_failure: str | None = None
+    completions: list[Completion] = field(default_factory=list)
 
 
 def parse_spec(seed: Seed, reply: str) -> SeedSpec:
@@ -134,6 +136,15 @@ def decouple_with_llm(
     Requests for all seeds go out together (one `complete_many` per round), so a batch costs
     two LLM round trips at most. Raises LLMUnavailableError when the endpoint is unusable.
     """
+    for outcome, _ in decouple_with_llm_usage(seeds, client, sandbox, checker):
+        yield outcome
+
+
+def decouple_with_llm_usage(
+    seeds: Sequence[Seed], client: LLMClient, sandbox: Sandbox, checker: AnswerChecker
+) -> Iterator[tuple[SeedSpec | Rejection, dict[str, Any] | None]]:
+    """`decouple_with_llm`, each accepted spec with the `usage_provenance` of the replies it
+    came from (model, tokens, cost, prompt hashes), for the provenance of its variants."""
     attempts = [_Attempt(seed, decouple_request(seed, client.prompts)) for seed in seeds]
     _ask(client, attempts)
     _verify([a for a in attempts if a.spec is not None], sandbox, checker)
@@ -149,9 +160,9 @@ def decouple_with_llm(
         _verify([a for a in retry if a.spec is not None], sandbox, checker)
     for a in attempts:
         if a.failure is None and a.spec is not None:
-            yield a.spec
+            yield a.spec, usage_provenance(a.completions)
         else:
-            yield _rejection(a)
+            yield _rejection(a), None
 
 
 def _ask(client: LLMClient, attempts: list[_Attempt]) -> None:
@@ -161,6 +172,7 @@ def _ask(client: LLMClient, attempts: list[_Attempt]) -> None:
             attempt.failure, attempt.reply = result, None
             continue
         attempt.reply = result[0].text
+        attempt.completions.append(result[0])
         try:
             attempt.spec = parse_spec(attempt.seed, attempt.reply)
         except ReplyParseError as exc:

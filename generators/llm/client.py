@@ -25,6 +25,7 @@ and accounting, at batch prices.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -243,26 +244,42 @@ class LLMClient:
         cached = self._cache.get_many(all_keys) if self._cache is not None else {}
         self.stats["cache_hits"] += sum(1 for k in all_keys if k in cached)
         missing = [[k for k in plan.keys if k not in cached] for plan in plans]
-        if any(missing):
+        # The same request twice in one call (two tasks sending one prompt) is asked once;
+        # the later ones get its samples as cached (they cost nothing more).
+        first: dict[tuple[str, ...], int] = {}
+        for i, todo in enumerate(missing):
+            if todo:
+                first.setdefault(tuple(todo), i)
+        asking = sorted(first.values())
+        if asking:
             await self._check_endpoint()
+        fetched: dict[int, tuple[list[CachedSample], LLMRequestError | None]] = {}
         try:
             if self.settings.backend == "batch":
-                fetched = await self._fetch_batch(plans, missing)
-                return [
-                    self._assemble(plan, cached, *got)
-                    for plan, got in zip(plans, fetched, strict=True)
-                ]
-            async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self._complete_one(plan, cached, todo))
-                    for plan, todo in zip(plans, missing, strict=True)
-                ]
+                got = await self._fetch_batch(
+                    [plans[i] for i in asking], [missing[i] for i in asking]
+                )
+                fetched = dict(zip(asking, got, strict=True))
+            else:
+                async with asyncio.TaskGroup() as group:
+                    tasks = {
+                        i: group.create_task(
+                            self._fetch(plans[i].request.messages, plans[i].sampling, missing[i])
+                        )
+                        for i in asking
+                    }
+                fetched = {i: task.result() for i, task in tasks.items()}
         except* LLMUnavailableError as group_error:
             # Every request would fail the same way: report it once, as the build's error.
             raise group_error.exceptions[0] from None
         finally:
             self._flush()
-        return [t.result() for t in tasks]
+        results: list[Result] = []
+        for i, plan in enumerate(plans):
+            source = first.get(tuple(missing[i])) if missing[i] else None
+            fresh, error = fetched[source] if source is not None else ([], None)
+            results.append(self._assemble(plan, cached, fresh, error, repeated=source != i))
+        return results
 
     def _plan(self, req: ChatRequest, structured: bool) -> _Plan:
         budget = req.max_tokens if req.max_tokens is not None else self.settings.budget(req.purpose)
@@ -275,25 +292,19 @@ class LLMClient:
         ]
         return _Plan(req, sampling, keys)
 
-    async def _complete_one(
-        self, plan: _Plan, cached: dict[str, CachedSample], missing: list[str]
-    ) -> Result:
-        fresh: list[CachedSample] = []
-        error: LLMRequestError | None = None
-        if missing:
-            fresh, error = await self._fetch(plan.request.messages, plan.sampling, missing)
-        return self._assemble(plan, cached, fresh, error)
-
     def _assemble(
         self,
         plan: _Plan,
         cached: dict[str, CachedSample],
         fresh: list[CachedSample],
         error: LLMRequestError | None,
+        *,
+        repeated: bool = False,
     ) -> Result:
-        """The request's result from its cached and freshly answered samples."""
+        """The request's result from its cached and freshly answered samples (`repeated`:
+        answered for an identical request of the same call, so they count as cached)."""
         samples = [(cached[k], True) for k in plan.keys if k in cached]
-        samples.extend((s, False) for s in fresh)
+        samples.extend((s, repeated) for s in fresh)
         completions: list[Completion] = []
         first_bad: LLMRequestError | None = None
         for sample, was_cached in samples:
@@ -347,23 +358,32 @@ class LLMClient:
         todo = [list(keys) for keys in missing]
         for round_ in range(_BATCH_ROUNDS):
             lines: list[BatchLine] = []
-            owners: dict[str, tuple[int, list[str]]] = {}
+            owners: dict[str, list[tuple[int, list[str]]]] = {}
             for i, keys in enumerate(todo):
                 if not keys:
                     continue
                 groups = [keys] if round_ == 0 and self._n_supported else [[k] for k in keys]
                 for group in groups:
-                    body = {"model": self.model, "messages": plans[i].request.messages}
-                    body.update(plans[i].sampling)
-                    if len(group) > 1:
-                        body["n"] = len(group)
-                    lines.append(BatchLine(group[0], body))
-                    owners[group[0]] = (i, group)
+                    # Batch APIs want unique custom ids; a line asks for exactly these samples.
+                    custom_id = group[0] if len(group) == 1 else _group_id(group)
+                    if custom_id not in owners:
+                        body = {"model": self.model, "messages": plans[i].request.messages}
+                        body.update(plans[i].sampling)
+                        if len(group) > 1:
+                            body["n"] = len(group)
+                        lines.append(BatchLine(custom_id, body))
+                    owners.setdefault(custom_id, []).append((i, group))
             if not lines:
                 break
             outcomes = await self._batch.run(lines)
             todo = [[] for _ in plans]
-            for custom_id, (i, group) in owners.items():
+            stored: dict[str, list[CachedSample]] = {}
+            for custom_id, (i, group) in (
+                (cid, owner) for cid, owned in owners.items() for owner in owned
+            ):
+                if custom_id in stored:  # a second request with this very line: no new cost
+                    fresh[i].extend(stored[custom_id])
+                    continue
                 outcome = outcomes[custom_id]
                 parsed = (
                     outcome
@@ -376,7 +396,8 @@ class LLMClient:
                         todo[i].extend(group)
                     continue
                 answered = parsed[: len(group)]
-                fresh[i].extend(self._store(group, answered, batch=True))
+                stored[custom_id] = self._store(group, answered, batch=True)
+                fresh[i].extend(stored[custom_id])
                 if len(answered) < len(group):
                     if self._n_supported:
                         log.info("the server ignores n>1 in batches; asking per sample")
@@ -702,6 +723,10 @@ def _strict_ok(schema: Any) -> bool:
         if set(schema.get("required") or []) != set(properties):
             return False
     return all(_strict_ok(v) for k, v in schema.items() if k not in ("required", "enum", "const"))
+
+
+def _group_id(keys: list[str]) -> str:
+    return hashlib.sha256("|".join(keys).encode()).hexdigest()
 
 
 def _transient(reason: str) -> bool:
