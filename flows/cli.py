@@ -105,6 +105,10 @@ def build(
             "lean.server_url": lean_server,
         },
     )
+    if cfg.llm.configured:
+        from mathsynth.generators.llm.prompts import PromptLibrary
+
+        PromptLibrary(cfg.llm.prompts_dir)  # a bad prompt override fails before Prefect starts
     from mathsynth.flows.progress import run_with_progress
 
     report = run_with_progress(cfg, overwrite=overwrite, console=console)

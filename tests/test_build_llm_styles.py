@@ -137,6 +137,9 @@ def test_reasoning_is_cached_counted_and_kept_only_on_request(
     for style in ("think", "reasoning_content"):
         out, llm = builds[style]["out"], builds[style]["report"]["llm"]
         assert llm["reasoning_tokens"] > 0 and llm["replies_with_reasoning"] > 0
+        # ...and per generator, in the batches' stats (the build-generators artifact).
+        stats = Catalog(out).query("SELECT stats FROM batches WHERE generator = 'mugglemath'")
+        assert sum(json.loads(s).get("mugglemath.reasoning_tokens", 0) for (s,) in stats) > 0
         con = sqlite3.connect(out / "llm_cache.sqlite")
         column = "text" if style == "think" else "reasoning"
         (with_draft,) = con.execute(

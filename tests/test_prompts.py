@@ -143,3 +143,16 @@ def test_prompts_cli(tmp_path: Path) -> None:
     assert_one_line_error(
         mathsynth("prompts", "list", "--prompts-dir", str(tmp_path / "bad")), "uses gold"
     )
+
+
+def test_a_bad_override_stops_a_build_before_it_writes(tmp_path: Path) -> None:
+    _write(tmp_path, "p/rise/sample.j2", "{{ question }} {{ gold }}")
+    out = tmp_path / "ds"
+    proc = mathsynth(
+        "build",
+        *("--out", str(out), "--max-seeds", "1", "--generators", "rise"),
+        *("--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"),
+        env={**os.environ, "MATHSYNTH_LLM__PROMPTS_DIR": str(tmp_path / "p")},
+    )
+    assert_one_line_error(proc, "rise/sample.j2: uses gold")
+    assert not out.exists()
