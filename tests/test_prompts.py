@@ -128,21 +128,28 @@ def test_prompts_dir_content_is_part_of_the_config_hash(tmp_path: Path) -> None:
 
 
 def test_prompts_cli(tmp_path: Path) -> None:
-    listed = mathsynth("prompts", "list", env={**os.environ, "COLUMNS": "200"})
-    assert listed.returncode == 0, listed.stderr
+    from typer.testing import CliRunner
+
+    from mathsynth.flows.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["prompts", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
     for kind in KINDS:
-        assert kind in listed.stdout
-    exported = mathsynth("prompts", "export", str(tmp_path / "p"))
-    assert exported.returncode == 0 and "wrote 14 files" in exported.stdout
+        assert kind in listed.output
+    exported = runner.invoke(app, ["prompts", "export", str(tmp_path / "p")])
+    assert exported.exit_code == 0 and "wrote 14 files" in exported.output
     assert (tmp_path / "p" / "rise" / "self_edit.j2").is_file()
     (tmp_path / "p" / "rise" / "self_edit.j2").write_text("Edit: {{ step }}")
-    shown = mathsynth("prompts", "show", "rise.self_edit", "--prompts-dir", str(tmp_path / "p"))
-    assert shown.returncode == 0 and shown.stdout == "Edit: {{ step }}"
-    assert_one_line_error(mathsynth("prompts", "show", "rise.nope"), "unknown prompt kind")
-    _write(tmp_path, "bad/rise/sample.j2", "{{ gold }}")
-    assert_one_line_error(
-        mathsynth("prompts", "list", "--prompts-dir", str(tmp_path / "bad")), "uses gold"
+    shown = runner.invoke(
+        app, ["prompts", "show", "rise.self_edit", "--prompts-dir", str(tmp_path / "p")]
     )
+    assert shown.exit_code == 0 and shown.output == "Edit: {{ step }}"
+    _write(tmp_path, "bad/rise/sample.j2", "{{ gold }}")
+    bad = runner.invoke(app, ["prompts", "list", "--prompts-dir", str(tmp_path / "bad")])
+    assert isinstance(bad.exception, PromptError) and "uses gold" in str(bad.exception)
+    # Through the console script: the library's error is one line, exit 2.
+    assert_one_line_error(mathsynth("prompts", "show", "rise.nope"), "unknown prompt kind")
 
 
 def test_a_bad_override_stops_a_build_before_it_writes(tmp_path: Path) -> None:

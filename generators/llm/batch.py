@@ -177,6 +177,10 @@ class BatchRunner:
             )
         except openai.NotFoundError:
             raise LLMUnavailableError(self._no_batch_api()) from None
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            raise LLMUnavailableError(
+                f"the batch API at {self.base_url} did not take the batch ({_why(exc)})"
+            ) from None
         self.stats["batches_submitted"] += 1
         self.stats["requests"] += count
         await self._save(digest, batch.id, count, "submitted")
@@ -209,7 +213,7 @@ class BatchRunner:
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
                 raise LLMUnavailableError(
                     f"lost the batch API at {self.base_url} while waiting for batch {batch_id} "
-                    f"({exc.__class__.__name__}); rerun the build to resume it"
+                    f"({_why(exc)}); rerun the build to resume it"
                 ) from None
             counts = batch.request_counts
             progress = (
@@ -233,7 +237,15 @@ class BatchRunner:
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            content = await self._with_retries(lambda fid=file_id: self._openai.files.content(fid))
+            try:
+                content = await self._with_retries(
+                    lambda fid=file_id: self._openai.files.content(fid)
+                )
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                raise LLMUnavailableError(
+                    f"cannot read the replies of batch {batch.id} from {self.base_url} "
+                    f"({_why(exc)}); rerun the build to fetch them again"
+                ) from None
             for number, line in enumerate(content.text.splitlines(), 1):
                 if line.strip():
                     custom_id, outcome = _outcome(line, batch.id, number)
@@ -280,6 +292,12 @@ class BatchRunner:
             f"{self.base_url} has no batch API (/files, /batches): use llm.backend: online, "
             "or run the JSONL through the server's offline batch runner"
         )
+
+
+def _why(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    message = str(getattr(exc, "message", "") or exc).splitlines()[0][:200] if str(exc) else ""
+    return f"HTTP {status}: {message}" if status is not None else (message or type(exc).__name__)
 
 
 def _chunks(lines: Sequence[BatchLine], limit: int) -> list[list[BatchLine]]:
