@@ -133,7 +133,9 @@ def open_context(config: BuildConfig, run_id: str) -> BuildContext:
             from mathsynth.generators.llm import LLMClient
             from mathsynth.verifiers.answers import AnswerChecker
 
-            ctx.llm = LLMClient(config.llm, config.api_key(), out / LLM_CACHE_NAME)
+            ctx.llm = LLMClient(
+                config.llm, config.api_key(), out / LLM_CACHE_NAME, batch_jobs=ctx.catalog
+            )
             ctx.checker = AnswerChecker()
     except BaseException:
         ctx.close()

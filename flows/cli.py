@@ -14,6 +14,7 @@ from rich.table import Table
 from mathsynth import registry
 from mathsynth.errors import MathsynthError
 from mathsynth.flows.decouple_cmd import decouple_command
+from mathsynth.flows.prompts_cmd import prompts_app
 from mathsynth.flows.sandbox_cmd import sandbox_app
 from mathsynth.flows.verify_cmd import verify_app
 
@@ -59,7 +60,9 @@ def build(
     seed: Annotated[int | None, typer.Option(help="Global random seed.")] = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name at that endpoint.")] = None,
-    llm_max_tokens: Annotated[int | None, typer.Option(help="Max tokens per reply.")] = None,
+    llm_max_tokens: Annotated[
+        int | None, typer.Option(help="Max tokens per reply (llm.max_tokens.default).")
+    ] = None,
     lean_repl: Annotated[str | None, typer.Option(help="Command that starts a Lean REPL.")] = None,
     lean_server: Annotated[str | None, typer.Option(help="Kimina Lean Server URL.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
@@ -96,11 +99,16 @@ def build(
             "max_workers": max_workers,
             "llm.base_url": llm_base_url,
             "llm.model": llm_model,
-            "llm.max_tokens": llm_max_tokens,
+            # The default budget: per-kind budgets from the config file stay.
+            "llm.max_tokens.default": llm_max_tokens,
             "lean.repl_cmd": lean_repl,
             "lean.server_url": lean_server,
         },
     )
+    if cfg.llm.configured:
+        from mathsynth.generators.llm.prompts import PromptLibrary
+
+        PromptLibrary(cfg.llm.prompts_dir)  # a bad prompt override fails before Prefect starts
     from mathsynth.flows.progress import run_with_progress
 
     report = run_with_progress(cfg, overwrite=overwrite, console=console)
@@ -204,6 +212,7 @@ app.add_typer(verify_app, name="verify", help="Check answers for equivalence.")
 app.command(
     name="decouple", help="GSM8K-style seeds -> number-independent templates (JSONL) or a reason."
 )(decouple_command)
+app.add_typer(prompts_app, name="prompts", help="List, show and export the LLM prompt templates.")
 
 
 def _click_exception() -> type[Exception]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -33,10 +34,34 @@ _YAML_FILE: ContextVar[Path | None] = ContextVar("mathsynth_config_file", defaul
 
 
 class ModelPrice(BaseModel):
-    """USD per million tokens."""
+    """USD per million tokens. The batch prices apply to requests sent through a provider's
+    Batch API (`llm.backend: batch`); unset, they are half the online prices, the discount
+    OpenAI's and most providers' batch APIs give."""
 
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+    batch_input_per_mtok: float | None = None
+    batch_output_per_mtok: float | None = None
+
+    def per_mtok(self, batch: bool = False) -> tuple[float, float]:
+        """(input, output) USD per million tokens, online or at batch prices."""
+        if not batch:
+            return self.input_per_mtok, self.output_per_mtok
+        return (
+            self.batch_input_per_mtok
+            if self.batch_input_per_mtok is not None
+            else self.input_per_mtok / 2,
+            self.batch_output_per_mtok
+            if self.batch_output_per_mtok is not None
+            else self.output_per_mtok / 2,
+        )
+
+
+# Reply-token budgets: "default" for every prompt kind without its own entry, "reasoning"
+# the thinking allowance added on top when `llm.reasoning` is on, any other key a prompt kind
+# ("rise.self_edit"; `mathsynth prompts list` shows them; the LLM client refuses unknown ones).
+DEFAULT_MAX_TOKENS = {"default": 1024, "reasoning": 8192}
+_KIND = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
 class LLMSettings(BaseModel):
@@ -45,7 +70,34 @@ class LLMSettings(BaseModel):
     base_url: str | None = None
     model: str | None = None
     api_key: SecretStr | None = None
-    max_tokens: int = Field(1024, gt=0)
+    max_tokens: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_TOKENS),
+        description="reply-token budgets: a number (every kind) or {default, reasoning, <kind>}",
+    )
+    reasoning: bool = Field(
+        False,
+        description="the model thinks before it answers (Qwen3, DeepSeek-R1, gpt-oss, QwQ): "
+        "every budget gets max_tokens.reasoning more tokens",
+    )
+    think_tags: list[str] = Field(
+        default_factory=lambda: ["think"],
+        description="tag names of a leading thinking block in replies (<think>...</think>)",
+    )
+    keep_reasoning: bool = Field(False, description="store the thinking text in provenance")
+    structured_output: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="send a JSON schema as response_format for JSON prompts; auto: if the "
+        "server accepts it (probed once)",
+    )
+    prompts_dir: Path | None = Field(
+        None, description="folder of prompt templates overriding the shipped ones"
+    )
+    backend: Literal["online", "batch"] = Field(
+        "online", description="online: chat completions; batch: the provider's Batch API"
+    )
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch status polls")
+    batch_completion_window: str = "24h"
+    batch_max_requests: int = Field(50_000, ge=1, description="requests per submitted batch")
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     samples: int = Field(4, ge=1, description="reasoning paths per MuggleMath question")
     agreement_threshold: float = Field(0.5, gt=0.0, le=1.0)
@@ -54,9 +106,61 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(5, ge=0)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any) -> Any:
+        """A plain number (a flag, MATHSYNTH_LLM__MAX_TOKENS=2048) is the default budget;
+        a mapping adds to the defaults instead of replacing them."""
+        if isinstance(value, int | str) and not isinstance(value, bool):
+            value = {"default": value}
+        if isinstance(value, dict):
+            return {**DEFAULT_MAX_TOKENS, **value}
+        return value
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _check_budgets(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, budget in value.items():
+            if key not in DEFAULT_MAX_TOKENS and not _KIND.match(key):
+                raise ValueError(
+                    f"{key!r} is not a prompt kind: use default, reasoning or <method>.<prompt>"
+                    " (mathsynth prompts list)"
+                )
+            if budget <= 0:
+                raise ValueError(f"max_tokens.{key} must be positive, not {budget}")
+        return value
+
+    @field_validator("structured_output", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on / off as a boolean.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @field_validator("think_tags")
+    @classmethod
+    def _tag_names(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not re.fullmatch(r"[A-Za-z][\w:.-]*", tag):
+                raise ValueError(f"{tag!r} is not a tag name (write think, not <think>)")
+        return value
+
+    @field_validator("prompts_dir")
+    @classmethod
+    def _prompts_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a folder")
+        return value
+
     @property
     def configured(self) -> bool:
         return bool(self.base_url and self.model)
+
+    def budget(self, kind: str) -> int:
+        """The max_tokens sent with a prompt of `kind` (see DEFAULT_MAX_TOKENS)."""
+        answer = self.max_tokens.get(kind, self.max_tokens["default"])
+        return answer + (self.max_tokens["reasoning"] if self.reasoning else 0)
 
 
 class LeanSettings(BaseModel):
@@ -151,11 +255,25 @@ class BuildConfig(BaseSettings):
             exclude={
                 "out": True,
                 "max_workers": True,
-                "llm": {"api_key", "concurrency", "timeout_s", "max_retries"},
+                "llm": {
+                    "api_key",
+                    "concurrency",
+                    "timeout_s",
+                    "max_retries",
+                    "prompts_dir",
+                    # How requests travel, not what they ask: a build may switch backends
+                    # and resume.
+                    "backend",
+                    "batch_poll_s",
+                    "batch_completion_window",
+                    "batch_max_requests",
+                },
                 "lean": {"pool_size", "recycle_after"},
                 "sandbox": {"workers", "recycle_after"},
             },
         )
+        # Not the folder's path but what is in it: an edited prompt is another build.
+        data["llm"]["prompts"] = _folder_digest(self.llm.prompts_dir)
         return data
 
     def content_hash(self) -> str:
@@ -169,6 +287,18 @@ class BuildConfig(BaseSettings):
             data["llm"]["api_key"] = "***"
         data["out"] = str(self.out_dir)
         return data
+
+
+def _folder_digest(folder: Path | None) -> str | None:
+    """sha256 over the relative paths and bytes of every file under `folder` (None: none)."""
+    if folder is None:
+        return None
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig:

@@ -25,7 +25,25 @@ from mathsynth.storage.schemas import TABLES
 
 CATALOG_NAME = "catalog.duckdb"
 
-_DDL = """
+# LLM batch jobs (see Catalog.llm_batch); also created on first use, before the dataset is.
+_LLM_BATCHES_DDL = """
+CREATE TABLE IF NOT EXISTS llm_batches (
+    digest VARCHAR PRIMARY KEY, batch_id VARCHAR, endpoint VARCHAR, model VARCHAR,
+    requests INTEGER, status VARCHAR, submitted_at TIMESTAMP, updated_at TIMESTAMP
+);
+"""
+_LLM_BATCH_COLUMNS = (
+    "digest",
+    "batch_id",
+    "endpoint",
+    "model",
+    "requests",
+    "status",
+    "submitted_at",
+    "updated_at",
+)
+_DDL = (
+    """
 CREATE TABLE IF NOT EXISTS dataset (
     key VARCHAR PRIMARY KEY, value VARCHAR
 );
@@ -43,6 +61,8 @@ CREATE TABLE IF NOT EXISTS shards (
     PRIMARY KEY (tbl, batch)
 );
 """
+    + _LLM_BATCHES_DDL
+)
 
 
 class CatalogBusyError(MathsynthError):
@@ -236,6 +256,63 @@ class Catalog:
                     [tbl, batch, path, rows, size],
                 )
             con.execute("COMMIT")
+
+    # -- LLM batch jobs (llm.backend: batch) ---------------------------------------------------
+    # One row per batch submitted to a provider's Batch API, keyed by the digest of its input:
+    # status "submitted" until its replies are in the request cache ("done"), or "failed".
+    # A rerun finds a submitted batch here and waits for it instead of paying for it again.
+    # The table is created on first use: seed decoupling asks before the dataset exists.
+
+    def llm_batch(self, digest: str) -> dict[str, Any] | None:
+        """The batch job submitted for input `digest`, or None."""
+        with self.connect() as con:
+            con.execute(_LLM_BATCHES_DDL)
+            row = con.execute(
+                f"SELECT {', '.join(_LLM_BATCH_COLUMNS)} FROM llm_batches WHERE digest = ?",
+                [digest],
+            ).fetchone()
+        return dict(zip(_LLM_BATCH_COLUMNS, row, strict=True)) if row else None
+
+    def save_llm_batch(
+        self, digest: str, *, batch_id: str, endpoint: str, model: str, requests: int, status: str
+    ) -> None:
+        """Record a submitted batch, or its new status (requests 0 keeps the count)."""
+        with self.connect() as con:
+            con.execute(_LLM_BATCHES_DDL)
+            con.execute(
+                "INSERT INTO llm_batches VALUES (?, ?, ?, ?, ?, ?, now(), now()) "
+                "ON CONFLICT (digest) DO UPDATE SET batch_id = excluded.batch_id, "
+                "status = excluded.status, updated_at = now(), "
+                "requests = CASE WHEN excluded.requests > 0 THEN excluded.requests "
+                "ELSE llm_batches.requests END",
+                [digest, batch_id, endpoint, model, requests, status],
+            )
+
+    def llm_batches(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Every recorded batch job (with `status`, only those), oldest first."""
+        if not self.path.exists():
+            return []
+        with self.connect() as con:
+            con.execute(_LLM_BATCHES_DDL)
+            where, params = ("WHERE status = ?", [status]) if status else ("", [])
+            rows = con.execute(
+                f"SELECT {', '.join(_LLM_BATCH_COLUMNS)} FROM llm_batches {where} "
+                "ORDER BY submitted_at",
+                params,
+            ).fetchall()
+        return [dict(zip(_LLM_BATCH_COLUMNS, row, strict=True)) for row in rows]
+
+    def restore_llm_batches(self, rows: list[dict[str, Any]]) -> None:
+        """Put back batch jobs read from a catalog that was replaced (--overwrite)."""
+        if not rows:
+            return
+        with self.connect() as con:
+            con.execute(_LLM_BATCHES_DDL)
+            for row in rows:
+                con.execute(
+                    "INSERT OR REPLACE INTO llm_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [row[c] for c in _LLM_BATCH_COLUMNS],
+                )
 
     # -- views and stats --------------------------------------------------------------------
     def refresh_views(self) -> None:

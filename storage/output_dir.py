@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathsynth.errors import DatasetConflictError, OutputDirError
+from mathsynth.errors import DatasetConflictError, MathsynthError, OutputDirError
 from mathsynth.storage.catalog import CATALOG_NAME, Catalog
 from mathsynth.storage.concept_graph_store import CONCEPT_GRAPH_DIR
 from mathsynth.storage.schemas import TABLES
@@ -98,9 +98,12 @@ def clear_replaced_dataset(out: Path, config_hash: str) -> None:
         return
     stored = Catalog(out).stored_config_hash() if catalog.exists() else None
     if stored != config_hash:
+        # Batches submitted to an LLM Batch API are paid for whatever the config: keep them.
+        jobs = Catalog(out).llm_batches() if catalog.exists() else []
         for name in DATASET_DIRS:
             shutil.rmtree(out / name, ignore_errors=True)
         catalog.unlink(missing_ok=True)
+        Catalog(out).restore_llm_batches(jobs)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ class OutputClaim:
 
     `restore()` removes what the build added: the directories it created (the topmost new
     ancestor of `out`) or the new entries of a directory that already existed. A request
-    cache that holds answered requests is kept: those were paid for.
+    cache that holds answered requests is kept: those were paid for; so is a new catalog that
+    holds LLM batches still running (a rerun collects them instead of paying again).
     """
 
     out: Path
@@ -130,8 +134,12 @@ class OutputClaim:
         if not self.out.is_dir():
             return
         keep_cache = _holds_answers(self.out / LLM_CACHE_NAME)
+        keep_catalog = _holds_running_batches(self.out)
+        keep_cache = keep_cache or keep_catalog
         for entry in sorted(os.listdir(self.out)):
             if entry in self.entries or (keep_cache and entry.startswith(LLM_CACHE_NAME)):
+                continue
+            if keep_catalog and entry.startswith(CATALOG_NAME):
                 continue
             path = self.out / entry
             if path.is_dir() and not path.is_symlink():
@@ -140,6 +148,15 @@ class OutputClaim:
                 path.unlink(missing_ok=True)
         if self.created_root is not None and not keep_cache:
             shutil.rmtree(self.created_root, ignore_errors=True)
+
+
+def _holds_running_batches(out: Path) -> bool:
+    if not (out / CATALOG_NAME).exists():
+        return False
+    try:
+        return bool(Catalog(out).llm_batches(status="submitted"))
+    except MathsynthError:
+        return True  # cannot tell: keep it
 
 
 def _holds_answers(cache: Path) -> bool:

@@ -22,10 +22,27 @@ Deliberately wrong answers, per kind:
     decouple       wrong_then_fixed (first reply's program is wrong, the repair is right),
                    always_wrong
 
+    truncated_reasoning   cut off inside the thinking (the reasoning styles below)
+
 The questions the script writes itself (MuggleMath rewrites, MathScale problems) carry their
 numbers in a fixed form, so later prompts about them (solve, RISE samples) can be answered
 right or wrong on purpose. Questions it did not write (bundled seeds) get no RISE samples
 it could judge; those requests are answered with a plain "I am not sure." text.
+
+Reply styles (`style=`), the same answers each time:
+    plain               the answer only
+    think               "<think>DRAFT</think>" then the answer, in `content` (Qwen3, R1)
+    think_open          "DRAFT</think>" then the answer: the chat template opened the block
+    reasoning_content   DRAFT in the message's `reasoning_content` field (vLLM, SGLang)
+    reasoning           DRAFT in the message's `reasoning` field (OpenRouter, newer vLLM)
+The DRAFT is what a reasoning model writes first: the answer with every number off by one,
+over several lines, ending in its own "The answer is" line; a parser that sees it gets the
+numbers wrong.
+
+`json_noise=f` makes a fraction f of the JSON replies (augment, concepts, score, decouple)
+malformed, in one of the ways models break JSON (cut off, single quotes, unquoted keys),
+unless the request carries a JSON-schema `response_format`: guided decoding would have kept
+the model to the schema, so those get the clean object.
 """
 
 from __future__ import annotations
@@ -54,6 +71,8 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("score", "Grade it excellent, good, above average, fair or poor."),
 )
 TRANSPORT_ONCE = ("rate_limited", "server_error", "malformed")
+JSON_KINDS = ("decouple", "augment", "concepts", "score")
+STYLES = ("plain", "think", "think_open", "reasoning_content", "reasoning")
 
 NAMES = ("Ava", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana")
 # MuggleMath rewrites: "<name> stacks A crates with B jars in each crate and then adds C more
@@ -101,9 +120,16 @@ class ScriptedLLM:
         *,
         slow_s: float = 3.0,
         formulas: dict[str, str] | None = None,
+        style: str = "plain",
+        json_noise: float = 0.0,
     ) -> None:
+        if style not in STYLES:
+            raise ValueError(f"unknown style {style!r}")
         self.script = dict(script or {})
         self.slow_s = slow_s
+        self.style = style
+        self.json_noise = json_noise
+        self.malformed: Counter[str] = Counter()  # JSON replies broken on purpose, per kind
         # decouple: question prefix → the expression over v1, v2, ... that answers it
         self.formulas = dict(formulas or {})
         self.answered: set[str] = set()
@@ -135,7 +161,7 @@ class ScriptedLLM:
         fault = self._fault(scenario, attempt)
         if fault is not None:
             return fault
-        reply = self._answer(kind, request, scenario)
+        reply = self._styled(kind, request, key, self._answer(kind, request, scenario))
         with self._lock:
             self.answered.add(key)
         return reply
@@ -164,7 +190,45 @@ class ScriptedLLM:
             return Reply.slow(self.slow_s, content="too late")
         return None
 
+    def _styled(self, kind: str, request: dict[str, Any], key: str, reply: str | Reply) -> Reply:
+        """The answer in the script's reply style, with its JSON noise."""
+        if isinstance(reply, str):
+            reply = Reply(content=reply)
+        if reply.raw_body is not None or reply.status != 200 or reply.reasoning is not None:
+            return reply
+        texts = list(reply.content) if isinstance(reply.content, list) else [reply.content]
+        if kind in JSON_KINDS and "response_format" not in request and self._noisy(key):
+            texts = [_malform(t, _digest(key)) for t in texts]
+            with self._lock:
+                self.malformed[kind] += 1
+        if self.style == "plain":
+            content: str | list[str] = texts if isinstance(reply.content, list) else texts[0]
+            return Reply(content=content, finish_reason=reply.finish_reason)
+        drafts = [_draft(t) for t in texts]
+        if self.style in ("reasoning_content", "reasoning"):
+            return Reply(
+                content=texts if len(texts) > 1 else texts[0],
+                reasoning=drafts if len(texts) > 1 else drafts[0],
+                reasoning_field=self.style,
+                finish_reason=reply.finish_reason,
+            )
+        opening = "<think>\n" if self.style == "think" else ""
+        styled = [f"{opening}{d}\n</think>\n\n{t}" for d, t in zip(drafts, texts, strict=True)]
+        return Reply(
+            content=styled if len(styled) > 1 else styled[0], finish_reason=reply.finish_reason
+        )
+
+    def _noisy(self, key: str) -> bool:
+        return _digest(f"noise:{key}") % 1000 < self.json_noise * 1000
+
     def _answer(self, kind: str, request: dict[str, Any], scenario: str) -> str | Reply:
+        if scenario == "truncated_reasoning":
+            draft = "Let me think about this step by step. First 3 * 4 = 12, then"
+            if self.style in ("reasoning_content", "reasoning"):
+                return Reply(
+                    content="", reasoning=draft, reasoning_field=self.style, finish_reason="length"
+                )
+            return Reply(content=f"<think>\n{draft}", finish_reason="length")
         if scenario == "truncated":
             return Reply.truncated("Let me think about this step by step. First")
         if scenario == "empty":
@@ -288,6 +352,28 @@ class ScriptedLLM:
         if ask.scenario == "always_wrong" or (ask.scenario == "wrong_then_fixed" and not repair):
             formula = " + ".join(f"v{i + 1}" for i in range(len(_NUMBER.findall(question))))
         return json.dumps(template_reply(question, formula))
+
+
+def _draft(answer: str) -> str:
+    """A reasoning model's first draft of `answer`: every number one more, several lines, and
+    its own final-answer line."""
+    shifted = _NUMBER.sub(lambda m: str(Fraction(m.group()) + 1), answer)
+    return (
+        "Okay, let me work this out before answering.\n"
+        f"Draft:\n{shifted}\n"
+        "Hmm, let me double-check the numbers.\n"
+        f"The answer is {_NUMBER.findall(shifted)[-1] if _NUMBER.search(shifted) else 0}."
+    )
+
+
+def _malform(text: str, h: int) -> str:
+    """`text` (a JSON object) broken the way models break JSON."""
+    way = h % 3
+    if way == 0:
+        return text[: max(1, len(text) * 2 // 3)]  # cut off mid-object
+    if way == 1:
+        return text.replace('"', "'")  # a Python dict, not JSON
+    return re.sub(r'"(\w+)":', r"\1:", text)  # unquoted keys
 
 
 def template_reply(question: str, formula: str) -> dict[str, Any]:

@@ -118,6 +118,7 @@ def faulty_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         first = {
             "ids": ids(out),
             "requests": len(srv.requests),
+            "probes": len(srv.probes),
             "answered": set(script.answered),
             "report": report,
         }
@@ -226,7 +227,9 @@ def test_llm_usage_is_accounted(faulty_build: dict[str, Any]) -> None:
         con.close()
     llm = json.loads(llm)
     assert llm["tokens_in"] > 0 and llm["tokens_out"] > 0 and llm["cost_usd_micros"] > 0
-    assert llm["requests"] == faulty_build["first"]["requests"]
+    # Every request the server saw, and the one structured-output probe it answered itself.
+    assert faulty_build["first"]["probes"] == 1
+    assert llm["requests"] == faulty_build["first"]["requests"] + 1
 
     from typer.testing import CliRunner
 
@@ -260,6 +263,7 @@ def test_api_key_is_sent_but_never_stored_or_logged(faulty_build: dict[str, Any]
 
 def test_rerun_sends_no_request_and_changes_nothing(faulty_build: dict[str, Any]) -> None:
     assert faulty_build["rerun_requests"] == 0
+    assert len(faulty_build["srv"].probes) == 1  # the probe's answer is remembered too
     assert faulty_build["rerun"]["batches_skipped"] == faulty_build["rerun"]["batches"]
     assert faulty_build["rerun_ids"] == faulty_build["first"]["ids"]
 
@@ -339,6 +343,20 @@ def test_dataset_seeds_fall_back_to_llm_decoupling(tmp_path: Path) -> None:
         assert {r["seed_id"] for r in sft} == {"natalia", "pens"}
         assert report["totals"]["sft"] == len(sft) == 2 * 2
         assert_all_sft_reexecute(sft)
+        # Rows of the seed the model templated say so: model, prompt hashes, both rounds.
+        from mathsynth.generators.llm.prompts import PromptLibrary
+
+        library = PromptLibrary()
+        for row in sft:
+            decoupling = json.loads(row["provenance"]).get("decoupling")
+            if row["seed_id"] == "natalia":  # decoupled offline, from its annotations
+                assert decoupling is None
+                continue
+            assert decoupling["model"] == MODEL and len(decoupling["request_hashes"]) == 2
+            assert decoupling["prompts"]["infinitymath.decouple"] == (
+                library.get("infinitymath.decouple").hash
+            )
+            assert "infinitymath.repair" in decoupling["prompts"]
         (rejected,) = [r for r in rejections(out) if r["record"]["seed_id"] != "pens"]
         assert rejected["record"]["seed_id"] == "farm"
         assert (rejected["stage"], rejected["reason"]) == (

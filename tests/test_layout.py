@@ -100,6 +100,10 @@ def test_the_wheel_holds_one_import_package(tmp_path: Path) -> None:
     assert {t for t in tops if not t.endswith(".dist-info")} == {"mathsynth"}
     assert "mathsynth/generators/rise/offline.py" in names
     assert "mathsynth/generators/seeds/library/arithmetic.yaml" in names
+    # Every prompt template and reply schema ships (generators/llm/prompts.py reads them).
+    shipped = {n for n in names if "/prompts/" in n}
+    for path in (ROOT / "generators").glob("*/prompts/*"):
+        assert f"mathsynth/{path.relative_to(ROOT)}" in shipped, path
     top_level = next(n for n in names if n.endswith("top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["mathsynth"]
 

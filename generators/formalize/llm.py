@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mathsynth.generators.llm import (
-    ChatRequest,
     Completion,
     LLMClient,
     LLMRequestError,
@@ -44,18 +43,11 @@ from mathsynth.records import FormalStatement, LeanStatus, Problem, Record, as_d
 from mathsynth.stage import RecordStage
 from mathsynth.verifiers.lean.backend import HEADER, LeanBackend, LeanItem, LeanResult
 
-TRANSLATE_PROMPT = """\
-Translate the following math problem and its answer into a single Lean 4 theorem (Mathlib).
-State every given quantity and condition as a hypothesis and the answer as the conclusion,
-with the number types the problem implies (ℕ for counts, ℝ or ℚ for measurements).
-Do not prove it: end the theorem with `:= by sorry`. The file already starts with:
-
-{header}
-
-Reply with one ```lean code block holding only the theorem.
-
-Problem: {question}
-Answer: {answer}"""
+# The prompt templates (generators/formalize/prompts/): translation to Lean and grading (a
+# JSON reply, or at least a "Score:" line). The criteria are recorded in provenance, so they
+# are passed to the grading template rather than written in it.
+TRANSLATE_KIND = "formalize.translate"
+SCORE_KIND = "formalize.score"
 
 SCORE_CRITERIA = (
     "faithfulness: every quantity and condition of the problem appears, with the same values",
@@ -63,23 +55,6 @@ SCORE_CRITERIA = (
     "hypotheses: nothing is assumed that the problem does not say",
     "types: number types and operations (division, subtraction) mean what the problem means",
 )
-
-SCORE_PROMPT = """\
-Below are a math problem with its answer and a Lean 4 theorem meant to state it. Grade how
-well the theorem formalizes the problem, against these criteria:
-{criteria}
-
-Grade it excellent, good, above average, fair or poor. Reply with a JSON object:
-{{"criteria": {{"<criterion>": "<one-line assessment>", ...}},
-  "score": "<excellent|good|above average|fair|poor>", "reason": "<one sentence>"}}
-
-Problem: {question}
-Answer: {answer}
-
-Theorem:
-```lean
-{statement}
-```"""
 
 SCORES = ("excellent", "good", "above average", "fair", "poor")
 DROPPED_SCORES = ("fair", "poor")
@@ -208,13 +183,11 @@ class FormalizeFromLanguage(RecordStage):
         yield from out
 
     def _translate(self, problems: list[Problem], out: list[Record]) -> list[_Candidate]:
+        prompt = self.llm.prompts.get(TRANSLATE_KIND)
         requests = [
-            ChatRequest(
-                messages=_user(
-                    TRANSLATE_PROMPT.format(header=HEADER, question=p.question, answer=p.answer)
-                ),
+            prompt.request(
+                {"header": HEADER, "question": p.question, "answer": p.answer},
                 temperature=self.temperature,
-                purpose=f"{self.name}.translate",
             )
             for p in problems
         ]
@@ -258,19 +231,16 @@ class FormalizeFromLanguage(RecordStage):
         return kept
 
     def _score(self, candidates: list[_Candidate], out: list[Record]) -> list[_Candidate]:
-        criteria = "\n".join(f"- {c}" for c in SCORE_CRITERIA)
+        prompt = self.llm.prompts.get(SCORE_KIND)
         requests = [
-            ChatRequest(
-                messages=_user(
-                    SCORE_PROMPT.format(
-                        criteria=criteria,
-                        question=c.problem.question,
-                        answer=c.problem.answer,
-                        statement=f"{c.theorem.statement()} sorry",
-                    )
-                ),
+            prompt.request(
+                {
+                    "criteria": list(SCORE_CRITERIA),
+                    "question": c.problem.question,
+                    "answer": c.problem.answer,
+                    "statement": f"{c.theorem.statement()} sorry",
+                },
                 temperature=0.0,
-                purpose=f"{self.name}.score",
             )
             for c in candidates
         ]
@@ -449,7 +419,3 @@ def _normal_score(text: str) -> str:
 
 def _spaced(binders: str) -> str:
     return f" {binders}" if binders else ""
-
-
-def _user(content: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": content}]

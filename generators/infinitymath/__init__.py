@@ -16,6 +16,8 @@ from mathsynth.seeds import Seed, SeedSpec
 from mathsynth.stage import SourceStage
 
 NAME = "infinitymath"
+# Seed.meta key of an LLM-decoupled seed's usage_provenance (read by the offline stage).
+LLM_DECOUPLING = "llm_decoupling"
 
 
 def plan(ctx: StageContext) -> Plan:
@@ -48,13 +50,15 @@ def template_seeds(ctx: StageContext, seeds: list[Seed]) -> tuple[list[Seed], li
         else:
             left.append((seed, outcome.reason, outcome.detail))
     if ctx.llm is not None and left:
-        from mathsynth.generators.infinitymath.llm import decouple_with_llm
+        from mathsynth.generators.infinitymath.llm import decouple_with_llm_usage
 
         todo = [seed for seed, _, _ in left]
-        results = decouple_with_llm(todo, ctx.llm, ctx.sandbox, ctx.checker)
-        for seed, result in zip(todo, results, strict=True):
+        results = decouple_with_llm_usage(todo, ctx.llm, ctx.sandbox, ctx.checker)
+        for seed, (result, usage) in zip(todo, results, strict=True):
             if isinstance(result, SeedSpec):
-                templated.append(seed.model_copy(update={"spec": result}))
+                # Its variants' provenance says which model and prompts made the template.
+                meta = {**seed.meta, LLM_DECOUPLING: usage}
+                templated.append(seed.model_copy(update={"spec": result, "meta": meta}))
             else:
                 rejected.append(result)
         return templated, rejected

@@ -19,77 +19,49 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
 
 from mathsynth.generators.common.instantiate import Draft, render_variant, sandbox_job
-from mathsynth.generators.llm.chat import ChatRequest, Message
+from mathsynth.generators.llm.accounting import usage_provenance
+from mathsynth.generators.llm.chat import ChatRequest, Completion, Message
 from mathsynth.generators.llm.client import LLMClient
 from mathsynth.generators.llm.errors import LLMRequestError, ReplyParseError
 from mathsynth.generators.llm.parsing import extract_json_object
+from mathsynth.generators.llm.prompts import PromptLibrary
 from mathsynth.records import Rejection
 from mathsynth.seeds import Seed, SeedSpec
 from mathsynth.verifiers.answers import AnswerChecker
 from mathsynth.verifiers.sandbox import Sandbox
 
 STAGE = "infinitymath.llm_decouple"
-PURPOSE = "infinitymath.decouple"
 REQUIRED = ("question", "solution", "program", "variables")
 
-SYSTEM_PROMPT = """\
-You turn a math word problem into a reusable template with a Python program.
-
-Replace every number of the problem that a variant could change with a {slot} named after what \
-it is (snake_case). Keep every other word exactly as written. Write the numbers into the \
-variable defaults exactly as the problem states them.
-
-Reply with one JSON object and nothing else:
-{
-  "question": "<the problem with {slots}; use {name:money} for amounts written with 2 decimals>",
-  "solution": "<one step per line, each an equation such as {price} * {count} = {total}; \
-use variable names, local variable names of solution() and {answer}>",
-  "program": "def solution(<variables>):\\n    <steps, one local variable per step>\\n    \
-return <answer>",
-  "variables": {"<name>": {"type": "int" | "decimal" | "fraction", "min": <n>, "max": <n>, \
-"default": <the problem's number>}},
-  "constraints": ["<Python conditions over variables and locals that keep variants sensible, \
-e.g. part <= total>"],
-  "whole": ["<names of locals that must stay whole numbers, e.g. a count of people>"],
-  "answer_type": "int" | "decimal" | "fraction",
-  "topics": ["<1-2 topics>"],
-  "knowledge_points": ["<1-5 knowledge points>"],
-  "difficulty": <1-5>
-}
-For a fraction variable give "denominators": [<allowed denominators>] and a default like "3/4".\
-"""
+# The prompt templates (generators/infinitymath/prompts/): the decoupling prompt, whose reply
+# schema both rounds share, and the repair turn.
+DECOUPLE_KIND = "infinitymath.decouple"
+REPAIR_KIND = "infinitymath.repair"
 
 
-def decouple_prompt(seed: Seed) -> list[Message]:
-    """The first-round conversation for `seed` (its text is the cache key: edit with care)."""
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {
-            "role": "user",
-            "content": f"Problem:\n{seed.question}\n\nGold answer: {seed.answer}",
-        },
-    ]
+def decouple_prompt(seed: Seed, prompts: PromptLibrary | None = None) -> list[Message]:
+    """The first-round conversation for `seed` (the shipped template unless `prompts`)."""
+    return decouple_request(seed, prompts or PromptLibrary()).messages
 
 
-def repair_prompt(first: list[Message], reply: str, failure: str) -> list[Message]:
-    return [
-        *first,
-        {"role": "assistant", "content": reply},
-        {
-            "role": "user",
-            "content": (
-                f"This does not check out: {failure}\n"
-                "Fix it and reply with the corrected JSON object only."
-            ),
-        },
-    ]
+def decouple_request(seed: Seed, prompts: PromptLibrary) -> ChatRequest:
+    return prompts.get(DECOUPLE_KIND).request(
+        {"question": seed.question, "answer": seed.answer}, temperature=0.0
+    )
+
+
+def repair_request(
+    first: ChatRequest, reply: str, failure: str, prompts: PromptLibrary
+) -> ChatRequest:
+    """The first round, the model's reply, and the repair turn showing what failed."""
+    return prompts.get(REPAIR_KIND).follow_up(first, reply, {"failure": failure})
 
 
 class TemplateCheckError(ReplyParseError):
@@ -107,12 +79,13 @@ class _Attempt:
     """One seed's progress: the conversation so far and the latest failure, if any."""
 
     seed: Seed
-    messages: list[Message]
+    request: ChatRequest
     reply: str | None = None
     spec: SeedSpec | None = None
     failure: ReplyParseError | LLMRequestError | None = None
     first_reply: str | None = None
     first_failure: str | None = None
+    completions: list[Completion] = field(default_factory=list)
 
 
 def parse_spec(seed: Seed, reply: str) -> SeedSpec:
@@ -163,7 +136,16 @@ def decouple_with_llm(
     Requests for all seeds go out together (one `complete_many` per round), so a batch costs
     two LLM round trips at most. Raises LLMUnavailableError when the endpoint is unusable.
     """
-    attempts = [_Attempt(seed, decouple_prompt(seed)) for seed in seeds]
+    for outcome, _ in decouple_with_llm_usage(seeds, client, sandbox, checker):
+        yield outcome
+
+
+def decouple_with_llm_usage(
+    seeds: Sequence[Seed], client: LLMClient, sandbox: Sandbox, checker: AnswerChecker
+) -> Iterator[tuple[SeedSpec | Rejection, dict[str, Any] | None]]:
+    """`decouple_with_llm`, each accepted spec with the `usage_provenance` of the replies it
+    came from (model, tokens, cost, prompt hashes), for the provenance of its variants."""
+    attempts = [_Attempt(seed, decouple_request(seed, client.prompts)) for seed in seeds]
     _ask(client, attempts)
     _verify([a for a in attempts if a.spec is not None], sandbox, checker)
     # Only replies that arrived are worth repairing; a transport failure was already retried.
@@ -171,27 +153,26 @@ def decouple_with_llm(
     for a in retry:
         assert a.failure is not None and a.reply is not None
         a.first_reply, a.first_failure = a.reply, a.failure.detail
-        a.messages = repair_prompt(a.messages, a.reply, a.failure.detail)
+        a.request = repair_request(a.request, a.reply, a.failure.detail, client.prompts)
         a.spec = a.failure = None
     if retry:
         _ask(client, retry)
         _verify([a for a in retry if a.spec is not None], sandbox, checker)
     for a in attempts:
         if a.failure is None and a.spec is not None:
-            yield a.spec
+            yield a.spec, usage_provenance(a.completions)
         else:
-            yield _rejection(a)
+            yield _rejection(a), None
 
 
 def _ask(client: LLMClient, attempts: list[_Attempt]) -> None:
-    requests = [
-        ChatRequest(messages=a.messages, temperature=0.0, purpose=PURPOSE) for a in attempts
-    ]
+    requests = [a.request for a in attempts]
     for attempt, result in zip(attempts, client.complete_many(requests), strict=True):
         if isinstance(result, LLMRequestError):
             attempt.failure, attempt.reply = result, None
             continue
         attempt.reply = result[0].text
+        attempt.completions.append(result[0])
         try:
             attempt.spec = parse_spec(attempt.seed, attempt.reply)
         except ReplyParseError as exc:

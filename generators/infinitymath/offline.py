@@ -23,6 +23,7 @@ from typing import Any
 from mathsynth import __version__
 from mathsynth.generators.common.instantiate import Draft, render_variant, sandbox_job
 from mathsynth.generators.common.sampling import UnsatisfiableSpecError, sample_values
+from mathsynth.generators.infinitymath import LLM_DECOUPLING
 from mathsynth.records import Problem, Record, content_id
 from mathsynth.seeds import Seed, SeedSpec, SeedTask
 from mathsynth.stage import SourceStage
@@ -169,6 +170,19 @@ class InstantiateVariants(SourceStage):
 
     def _problem(self, stream: _SeedStream, draft: Draft) -> Problem:
         spec = stream.spec
+        provenance: dict[str, Any] = {
+            "variant": stream.next_variant,
+            "global_seed": self.global_seed,
+            "config_hash": self.config_hash,
+            "pipeline_version": __version__,
+            "seed_source": stream.seed.source,
+            "model": None,
+        }
+        decoupling = stream.seed.meta.get(LLM_DECOUPLING)
+        if decoupling is not None:
+            # The template came from a model: which one, with which prompts (its cost was
+            # counted once, when the seed was decoupled, not per variant).
+            provenance["decoupling"] = decoupling
         return Problem(
             generator=self.generator,
             method=self.method,
@@ -181,14 +195,7 @@ class InstantiateVariants(SourceStage):
             variables=encode_variables(draft.values),
             concepts=spec.concepts,
             difficulty=spec.difficulty,
-            provenance={
-                "variant": stream.next_variant,
-                "global_seed": self.global_seed,
-                "config_hash": self.config_hash,
-                "pipeline_version": __version__,
-                "seed_source": stream.seed.source,
-                "model": None,
-            },
+            provenance=provenance,
         )
 
 

@@ -24,12 +24,19 @@ def price_for(prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None
 
 
 def cost_usd(
-    prices: Mapping[str, ModelPrice], model: str, tokens_in: int, tokens_out: int
+    prices: Mapping[str, ModelPrice],
+    model: str,
+    tokens_in: int,
+    tokens_out: int,
+    *,
+    batch: bool = False,
 ) -> float:
+    """USD for one answered request; `batch` at the model's batch prices (ModelPrice)."""
     price = price_for(prices, model)
     if price is None:
         return 0.0
-    return (tokens_in * price.input_per_mtok + tokens_out * price.output_per_mtok) / 1_000_000
+    per_in, per_out = price.per_mtok(batch)
+    return (tokens_in * per_in + tokens_out * per_out) / 1_000_000
 
 
 def split_evenly(total: int, parts: int) -> list[int]:
@@ -45,12 +52,20 @@ def split_evenly(total: int, parts: int) -> list[int]:
 
 
 def usage_provenance(completions: Sequence[Completion]) -> dict[str, Any]:
-    """What a record's `provenance` says about the LLM calls it came from."""
-    return {
+    """What a record's `provenance` says about the LLM calls it came from: model, tokens
+    (thinking included in `tokens_out`, and counted apart), cost, the requests' cache keys,
+    the prompt templates they were rendered from ({kind: template hash}) and, when
+    `llm.keep_reasoning` is on, the model's thinking for each."""
+    usage: dict[str, Any] = {
         "model": completions[0].model if completions else None,
         "tokens_in": sum(c.tokens_in for c in completions),
         "tokens_out": sum(c.tokens_out for c in completions),
+        "reasoning_tokens": sum(c.reasoning_tokens for c in completions),
         "cost_usd": round(sum(c.cost_usd for c in completions), 8),
         "cached": all(c.cached for c in completions) if completions else False,
         "request_hashes": [c.request_hash for c in completions],
+        "prompts": {c.prompt: c.prompt_hash for c in completions if c.prompt},
     }
+    if any(c.reasoning is not None for c in completions):
+        usage["reasoning"] = [c.reasoning for c in completions]
+    return usage

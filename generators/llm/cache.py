@@ -9,6 +9,13 @@ SQLite in WAL mode because several writers share it: the Prefect task threads of
 (each with its own connection) and separate processes (workers, a second build resuming).
 Entries are immutable and content-keyed, so `INSERT OR IGNORE` makes concurrent writers of the
 same key harmless: whichever answer lands first is the one every later run replays.
+
+`text` is the reply's content exactly as sent (a reasoning model's <think> block included);
+`reasoning` is the server's separate reasoning field and `reasoning_tokens` the thinking's
+token count. The answer is split from the thinking when a sample is read (`reasoning`), so
+changing `llm.think_tags` needs no request again. Files written before these columns existed
+are upgraded in place. The `meta` table remembers what the endpoint can do (structured
+outputs), so a fully cached rerun sends no probe.
 """
 
 from __future__ import annotations
@@ -32,9 +39,18 @@ CREATE TABLE IF NOT EXISTS samples (
     tokens_in INTEGER NOT NULL,
     tokens_out INTEGER NOT NULL,
     cost_usd REAL NOT NULL,
-    created_at REAL NOT NULL
-) WITHOUT ROWID
+    created_at REAL NOT NULL,
+    reasoning TEXT,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
+# Columns added after the first release, with their definitions (for ALTER TABLE).
+_ADDED = {"reasoning": "TEXT", "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0"}
+_COLUMNS = (
+    "key, model, text, finish_reason, refusal, tokens_in, tokens_out, cost_usd, reasoning,"
+    " reasoning_tokens"
+)
 
 # SQLite caps host parameters per statement; look keys up in chunks below that.
 _CHUNK = 500
@@ -54,6 +70,8 @@ class CachedSample:
     tokens_in: int
     tokens_out: int
     cost_usd: float
+    reasoning: str | None = None
+    reasoning_tokens: int = 0
 
 
 class RequestCache:
@@ -75,7 +93,11 @@ class RequestCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode loses at most the last commits on power loss, never corrupts.
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(_SCHEMA)
+            self._conn.executescript(_SCHEMA)
+            present = {row[1] for row in self._conn.execute("PRAGMA table_info(samples)")}
+            for column, definition in _ADDED.items():
+                if column not in present:
+                    self._conn.execute(f"ALTER TABLE samples ADD COLUMN {column} {definition}")
         except (sqlite3.DatabaseError, OSError) as exc:
             raise CacheError(f"{self.path}: cannot open LLM request cache ({exc})") from None
 
@@ -87,9 +109,7 @@ class RequestCache:
                 chunk = wanted[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    "SELECT key, model, text, finish_reason, refusal, tokens_in, tokens_out,"
-                    f" cost_usd FROM samples WHERE key IN ({marks})",
-                    chunk,
+                    f"SELECT {_COLUMNS} FROM samples WHERE key IN ({marks})", chunk
                 ).fetchall()
                 for row in rows:
                     found[row[0]] = CachedSample(*row)
@@ -108,6 +128,8 @@ class RequestCache:
                 s.tokens_out,
                 s.cost_usd,
                 now,
+                s.reasoning,
+                s.reasoning_tokens,
             )
             for s in samples
         ]
@@ -117,12 +139,24 @@ class RequestCache:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
-                    "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    "INSERT OR IGNORE INTO samples (key, model, text, finish_reason, refusal,"
+                    " tokens_in, tokens_out, cost_usd, created_at, reasoning, reasoning_tokens)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
     def __len__(self) -> int:
         with self._lock:

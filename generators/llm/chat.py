@@ -22,6 +22,11 @@ class ChatRequest:
     key's sample index; it is not sent). A task that must not share its answer with another
     task sending the same prompt sets it to its own index: MathScale walks repeat on a small
     concept graph, and sample 0 for each would make every repeat the same problem.
+
+    Requests made from a prompt template (`prompts.Prompt.request`) carry the template's
+    `prompt_hash` (part of the cache key) and, for JSON replies, the reply's
+    `response_schema` (sent as `response_format` when structured outputs are on). Their
+    `purpose` is the prompt kind, which picks the reply-token budget (`llm.max_tokens`).
     """
 
     messages: list[Message]
@@ -32,6 +37,8 @@ class ChatRequest:
     stop: list[str] | None = None
     purpose: str = ""
     first_sample: int = 0
+    prompt_hash: str = ""
+    response_schema: dict[str, Any] | None = None
 
     def sampling(self, default_temperature: float, default_max_tokens: int) -> dict[str, Any]:
         """The sampling parameters as sent (defaults filled in), without `n`."""
@@ -45,25 +52,42 @@ class ChatRequest:
         return params
 
 
-def sample_key(model: str, messages: list[Message], sampling: dict[str, Any], index: int) -> str:
+def sample_key(
+    model: str,
+    messages: list[Message],
+    sampling: dict[str, Any],
+    index: int,
+    prompt_hash: str = "",
+) -> str:
     """The cache key of sample `index` of a request: sha256 of its canonical JSON.
 
-    Everything that changes the distribution of the reply is in it, and nothing else (no
-    base URL, key or purpose), so editing one prompt invalidates only that prompt's samples.
+    Everything that changes the distribution of the reply is in it (sampling holds the
+    response_format when one is sent), plus the hash of the prompt template the messages
+    were rendered from, and nothing else (no base URL, key or purpose): editing one prompt
+    template invalidates that prompt's samples and no other.
     """
-    blob = json.dumps(
-        {"model": model, "messages": messages, "sampling": sampling, "sample": index},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    fields: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "sampling": sampling,
+        "sample": index,
+    }
+    if prompt_hash:
+        fields["prompt"] = prompt_hash
+    blob = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
     """One usable sample. `cached` samples cost nothing now; `cost_usd` is what they cost when
-    first answered. `request_hash` is the sample's cache key (provenance links to it)."""
+    first answered. `request_hash` is the sample's cache key (provenance links to it).
+
+    `text` is the answer only: a reasoning model's thinking (a leading <think> block, or the
+    server's `reasoning_content` / `reasoning` field) is never in it. `reasoning_tokens`
+    counts that thinking (included in `tokens_out`); `reasoning` holds its text only when
+    `llm.keep_reasoning` asks for it in provenance. `prompt` / `prompt_hash` name the prompt
+    template the request was rendered from."""
 
     text: str
     finish_reason: str
@@ -73,3 +97,7 @@ class Completion:
     cached: bool
     model: str
     request_hash: str
+    reasoning_tokens: int = 0
+    reasoning: str | None = None
+    prompt: str = ""
+    prompt_hash: str = ""

@@ -10,14 +10,26 @@ Transport: the SDK over its aiohttp transport (`DefaultAioHttpClient`), reading 
 costs far less CPU per request than the default httpx transport plus pydantic models, and it
 lets a malformed body become a recorded failure instead of an exception deep in the SDK. The
 SDK's own retries are off: ours honour Retry-After and know which failures are build-fatal.
+
+What a request asks is set here from the settings: its reply-token budget by prompt kind
+(`LLMSettings.budget`), and for a prompt with a reply schema the `response_format` when
+structured outputs are on (`llm.structured_output`; "auto" probes the endpoint once and
+remembers the answer in the request cache). Replies of reasoning models are split into
+thinking and answer (`reasoning`); only the answer reaches a generator.
+
+`llm.backend: batch` sends the requests of each `complete_many` call as one Batch API job
+(`batch`) instead of one HTTP request each; the replies go through the same cache, checks
+and accounting, at batch prices.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -35,10 +47,14 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import SecretStr
 
 from mathsynth.config import LLMSettings
+from mathsynth.errors import ConfigError
 from mathsynth.generators.llm.accounting import cost_usd, split_evenly
+from mathsynth.generators.llm.batch import BatchJobStore, BatchLine, BatchRunner
 from mathsynth.generators.llm.cache import CachedSample, RequestCache
 from mathsynth.generators.llm.chat import ChatRequest, Completion, Message, sample_key
 from mathsynth.generators.llm.errors import LLMRequestError, LLMUnavailableError
+from mathsynth.generators.llm.prompts import PromptLibrary
+from mathsynth.generators.llm.reasoning import reasoning_share, split_reasoning
 from mathsynth.generators.llm.retry import RetryPolicy
 
 log = logging.getLogger("mathsynth.llm")
@@ -52,6 +68,18 @@ _PREFLIGHT_TIMEOUT_S = 10.0
 # batch): one SQLite commit per reply costs more CPU than the rest of the request path.
 # A crash loses at most this many answers, which a resume then pays for again.
 _FLUSH_EVERY = 64
+# The structured-output probe: a one-line JSON question with a schema. Only the status of the
+# reply matters (a server without guided decoding answers 400 / 422), not its content.
+PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+    "additionalProperties": False,
+}
+PROBE_PROMPT = 'Reply with the JSON object {"ok": true}.'
+# Batch rounds per call: the first, then one for what it left (samples a server that ignores
+# `n` did not give, requests that hit a transient error).
+_BATCH_ROUNDS = 2
 
 Result = list[Completion] | LLMRequestError
 
@@ -63,15 +91,34 @@ class _Choice:
     refusal: str | None
     tokens_in: int
     tokens_out: int
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None  # the server's count; None when it gave none
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One request of a `complete_many` call: what is sent, and its samples' cache keys."""
+
+    request: ChatRequest
+    sampling: dict[str, Any]
+    keys: list[str]
 
 
 class LLMClient:
     """Batch chat completions against any OpenAI-compatible endpoint, with a request cache.
 
+    `prompts` is the build's PromptLibrary (shipped templates, `llm.prompts_dir` overrides);
+    generators render their requests from it. `batch_jobs` is where the batch backend keeps
+    the ids of submitted batches so a rerun resumes them (the build passes its catalog; by
+    default the catalog next to `cache_path`).
+
     Failure modes: constructing it without `base_url` and `model` raises LLMUnavailableError
-    naming what to set. `complete_many` raises LLMUnavailableError when the endpoint is
-    unreachable after bounded retries, rejects the key, or does not know the model; every other
-    failure is per request and comes back in that request's slot as an LLMRequestError.
+    naming what to set; a bad prompt override or a budget for an unknown prompt kind raises
+    ConfigError (PromptError). `complete_many` raises LLMUnavailableError when the endpoint is
+    unreachable after bounded retries, rejects the key, does not know the model, refuses
+    structured outputs with `llm.structured_output: on`, or (batch backend) has no batch API;
+    every other failure is per request and comes back in that request's slot as an
+    LLMRequestError.
     """
 
     def __init__(
@@ -81,6 +128,7 @@ class LLMClient:
         cache_path: Path | None,
         *,
         retry: RetryPolicy | None = None,
+        batch_jobs: BatchJobStore | None = None,
     ) -> None:
         if not settings.configured:
             missing = " and ".join(
@@ -101,10 +149,27 @@ class LLMClient:
         self.base_url: str = settings.base_url.rstrip("/")  # type: ignore[union-attr]
         self.retry = retry or RetryPolicy()
         self.stats: Counter[str] = Counter()
+        self.prompts = PromptLibrary(settings.prompts_dir)
+        unknown = [
+            k
+            for k in settings.max_tokens
+            if k not in ("default", "reasoning") and k not in self.prompts.kinds
+        ]
+        if unknown:
+            raise ConfigError(
+                f"llm.max_tokens: unknown prompt kind {unknown[0]!r} "
+                f"(known: {', '.join(self.prompts.kinds)})"
+            )
+        if settings.backend == "batch" and batch_jobs is None and cache_path is not None:
+            from mathsynth.storage.catalog import Catalog
+
+            batch_jobs = Catalog(Path(cache_path).parent)
+        self._batch_jobs = batch_jobs
         self._api_key = SecretStr(api_key or _NO_KEY)
         self._cache = RequestCache(cache_path) if cache_path is not None else None
         self._rng = random.Random()
         self._n_supported = True
+        self._structured: bool | None = None
         self._checked = False
         self._available: list[str] | None = None
         self._closed = False
@@ -127,6 +192,9 @@ class LLMClient:
         )
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
         self._check_lock = asyncio.Lock()
+        self._batch = BatchRunner(
+            self._openai, self.settings, self._batch_jobs, self.base_url, self.stats, self.retry
+        )
 
     def __enter__(self) -> LLMClient:
         return self
@@ -141,8 +209,8 @@ class LLMClient:
         """Complete every request concurrently; results are in input order.
 
         Each slot holds the request's usable samples (cached ones first, then fresh ones; a
-        sample that came back truncated, empty or refused is dropped and counted in
-        `stats["samples_dropped"]`), or an LLMRequestError carrying the raw reply when no
+        sample that came back truncated, all thinking, empty or refused is dropped and counted
+        in `stats["samples_dropped"]`), or an LLMRequestError carrying the raw reply when no
         sample is usable. Call from any thread except the client's own loop thread.
         """
         if self._closed:
@@ -167,52 +235,80 @@ class LLMClient:
             if self._cache is not None:
                 self._cache.close()
 
-    # -- batch ---------------------------------------------------------------------------------
+    # -- one call --------------------------------------------------------------------------------
 
     async def _complete_many(self, requests: list[ChatRequest]) -> list[Result]:
-        plans = []
-        for req in requests:
-            sampling = req.sampling(self.settings.temperature, self.settings.max_tokens)
-            keys = [
-                sample_key(self.model, req.messages, sampling, req.first_sample + i)
-                for i in range(req.n)
-            ]
-            plans.append((req, sampling, keys))
-        all_keys = [k for _, _, keys in plans for k in keys]
+        structured = await self._use_structured(requests)
+        plans = [self._plan(req, structured) for req in requests]
+        all_keys = [k for plan in plans for k in plan.keys]
         cached = self._cache.get_many(all_keys) if self._cache is not None else {}
         self.stats["cache_hits"] += sum(1 for k in all_keys if k in cached)
-        if len(cached) < len(set(all_keys)):
+        missing = [[k for k in plan.keys if k not in cached] for plan in plans]
+        # The same request twice in one call (two tasks sending one prompt) is asked once;
+        # the later ones get its samples as cached (they cost nothing more).
+        first: dict[tuple[str, ...], int] = {}
+        for i, todo in enumerate(missing):
+            if todo:
+                first.setdefault(tuple(todo), i)
+        asking = sorted(first.values())
+        if asking:
             await self._check_endpoint()
+        fetched: dict[int, tuple[list[CachedSample], LLMRequestError | None]] = {}
         try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self._complete_one(req, sampling, keys, cached))
-                    for req, sampling, keys in plans
-                ]
+            if self.settings.backend == "batch":
+                got = await self._fetch_batch(
+                    [plans[i] for i in asking], [missing[i] for i in asking]
+                )
+                fetched = dict(zip(asking, got, strict=True))
+            else:
+                async with asyncio.TaskGroup() as group:
+                    tasks = {
+                        i: group.create_task(
+                            self._fetch(plans[i].request.messages, plans[i].sampling, missing[i])
+                        )
+                        for i in asking
+                    }
+                fetched = {i: task.result() for i, task in tasks.items()}
         except* LLMUnavailableError as group_error:
             # Every request would fail the same way: report it once, as the build's error.
             raise group_error.exceptions[0] from None
         finally:
             self._flush()
-        return [t.result() for t in tasks]
+        results: list[Result] = []
+        for i, plan in enumerate(plans):
+            source = first.get(tuple(missing[i])) if missing[i] else None
+            fresh, error = fetched[source] if source is not None else ([], None)
+            results.append(self._assemble(plan, cached, fresh, error, repeated=source != i))
+        return results
 
-    async def _complete_one(
+    def _plan(self, req: ChatRequest, structured: bool) -> _Plan:
+        budget = req.max_tokens if req.max_tokens is not None else self.settings.budget(req.purpose)
+        sampling = req.sampling(self.settings.temperature, budget)
+        if structured and req.response_schema is not None:
+            sampling["response_format"] = response_format(req.purpose, req.response_schema)
+        keys = [
+            sample_key(self.model, req.messages, sampling, req.first_sample + i, req.prompt_hash)
+            for i in range(req.n)
+        ]
+        return _Plan(req, sampling, keys)
+
+    def _assemble(
         self,
-        req: ChatRequest,
-        sampling: dict[str, Any],
-        keys: list[str],
+        plan: _Plan,
         cached: dict[str, CachedSample],
+        fresh: list[CachedSample],
+        error: LLMRequestError | None,
+        *,
+        repeated: bool = False,
     ) -> Result:
-        samples: list[tuple[CachedSample, bool]] = [(cached[k], True) for k in keys if k in cached]
-        missing = [k for k in keys if k not in cached]
-        error: LLMRequestError | None = None
-        if missing:
-            fresh, error = await self._fetch(req.messages, sampling, missing)
-            samples.extend((s, False) for s in fresh)
+        """The request's result from its cached and freshly answered samples (`repeated`:
+        answered for an identical request of the same call, so they count as cached)."""
+        samples = [(cached[k], True) for k in plan.keys if k in cached]
+        samples.extend((s, repeated) for s in fresh)
         completions: list[Completion] = []
         first_bad: LLMRequestError | None = None
         for sample, was_cached in samples:
-            outcome = self._to_completion(sample, was_cached)
+            outcome = self._to_completion(plan.request, sample, was_cached)
             if isinstance(outcome, Completion):
                 completions.append(outcome)
             else:
@@ -250,46 +346,138 @@ class LLMClient:
                     error = error or got
                 else:
                     choices.extend(got[:1])
-        samples = [
-            CachedSample(
-                key=key,
-                model=self.model,
-                text=c.text,
-                finish_reason=c.finish_reason,
-                refusal=c.refusal,
-                tokens_in=c.tokens_in,
-                tokens_out=c.tokens_out,
-                cost_usd=cost_usd(self.settings.prices, self.model, c.tokens_in, c.tokens_out),
+        return self._store(keys, choices, batch=False), error
+
+    async def _fetch_batch(
+        self, plans: list[_Plan], missing: list[list[str]]
+    ) -> list[tuple[list[CachedSample], LLMRequestError | None]]:
+        """The missing samples of every request through the Batch API: one line per request
+        asking for all its missing samples, then a second round for what the first left."""
+        fresh: list[list[CachedSample]] = [[] for _ in plans]
+        errors: list[LLMRequestError | None] = [None for _ in plans]
+        todo = [list(keys) for keys in missing]
+        for round_ in range(_BATCH_ROUNDS):
+            lines: list[BatchLine] = []
+            owners: dict[str, list[tuple[int, list[str]]]] = {}
+            for i, keys in enumerate(todo):
+                if not keys:
+                    continue
+                groups = [keys] if round_ == 0 and self._n_supported else [[k] for k in keys]
+                for group in groups:
+                    # Batch APIs want unique custom ids; a line asks for exactly these samples.
+                    custom_id = group[0] if len(group) == 1 else _group_id(group)
+                    if custom_id not in owners:
+                        body = {"model": self.model, "messages": plans[i].request.messages}
+                        body.update(plans[i].sampling)
+                        if len(group) > 1:
+                            body["n"] = len(group)
+                        lines.append(BatchLine(custom_id, body))
+                    owners.setdefault(custom_id, []).append((i, group))
+            if not lines:
+                break
+            outcomes = await self._batch.run(lines)
+            todo = [[] for _ in plans]
+            stored: dict[str, list[CachedSample]] = {}
+            for custom_id, (i, group) in (
+                (cid, owner) for cid, owned in owners.items() for owner in owned
+            ):
+                if custom_id in stored:  # a second request with this very line: no new cost
+                    fresh[i].extend(stored[custom_id])
+                    continue
+                outcome = outcomes[custom_id]
+                parsed = (
+                    outcome
+                    if isinstance(outcome, LLMRequestError)
+                    else _parse_completion(json.dumps(outcome))
+                )
+                if isinstance(parsed, LLMRequestError):
+                    errors[i] = errors[i] or parsed
+                    if _transient(parsed.reason):
+                        todo[i].extend(group)
+                    continue
+                answered = parsed[: len(group)]
+                stored[custom_id] = self._store(group, answered, batch=True)
+                fresh[i].extend(stored[custom_id])
+                if len(answered) < len(group):
+                    if self._n_supported:
+                        log.info("the server ignores n>1 in batches; asking per sample")
+                        self._n_supported = False
+                    todo[i].extend(group[len(answered) :])
+            self._flush()
+            if round_ + 1 < _BATCH_ROUNDS and any(todo):
+                self.stats["retries"] += sum(1 for keys in todo if keys)
+        return list(zip(fresh, errors, strict=True))
+
+    def _store(self, keys: list[str], choices: list[_Choice], *, batch: bool) -> list[CachedSample]:
+        """Cache entries for freshly answered samples (saved in groups, see _FLUSH_EVERY)."""
+        samples = []
+        for key, c in zip(keys, choices, strict=False):
+            split = split_reasoning(c.text, c.reasoning, self.settings.think_tags)
+            thinking = c.reasoning_tokens
+            if thinking is None:
+                thinking = reasoning_share(c.tokens_out, split)
+            samples.append(
+                CachedSample(
+                    key=key,
+                    model=self.model,
+                    text=c.text,
+                    finish_reason=c.finish_reason,
+                    refusal=c.refusal,
+                    tokens_in=c.tokens_in,
+                    tokens_out=c.tokens_out,
+                    cost_usd=cost_usd(
+                        self.settings.prices, self.model, c.tokens_in, c.tokens_out, batch=batch
+                    ),
+                    reasoning=c.reasoning,
+                    reasoning_tokens=thinking,
+                )
             )
-            for key, c in zip(keys, choices, strict=False)
-        ]
+            if split.thought:
+                self.stats["replies_with_reasoning"] += 1
         for s in samples:
             self.stats["tokens_in"] += s.tokens_in
             self.stats["tokens_out"] += s.tokens_out
+            self.stats["reasoning_tokens"] += s.reasoning_tokens
             self.stats["cost_usd_micros"] += round(s.cost_usd * 1_000_000)
         self._unsaved.extend(samples)
         if len(self._unsaved) >= _FLUSH_EVERY:
             self._flush()
-        return samples, error
+        return samples
 
     def _flush(self) -> None:
         if self._cache is not None and self._unsaved:
             self._cache.put_many(self._unsaved)
         self._unsaved = []
 
-    def _to_completion(self, s: CachedSample, cached: bool) -> Completion | LLMRequestError:
+    def _to_completion(
+        self, req: ChatRequest, s: CachedSample, cached: bool
+    ) -> Completion | LLMRequestError:
+        split = split_reasoning(s.text, s.reasoning, self.settings.think_tags)
         if s.refusal:
             return LLMRequestError("refused", f"the model refused: {s.refusal[:200]}", s.refusal)
         if s.finish_reason == "content_filter":
             return LLMRequestError("refused", "the reply was withheld by a content filter", s.text)
+        if not split.answer and split.thought:
+            where = "inside its thinking" if split.unterminated else "right after its thinking"
+            hint = (
+                "raise llm.max_tokens.reasoning"
+                if self.settings.reasoning
+                else "set llm.reasoning: true (adds llm.max_tokens.reasoning tokens)"
+            )
+            return LLMRequestError(
+                "truncated_reasoning",
+                f"the reply ended {where} with no answer ({s.reasoning_tokens} reasoning "
+                f"tokens of {s.tokens_out}): {hint}",
+                split.reasoning,
+            )
         if s.finish_reason == "length":
             return LLMRequestError(
-                "truncated", f"the reply hit max_tokens ({s.tokens_out} tokens)", s.text
+                "truncated", f"the reply hit max_tokens ({s.tokens_out} tokens)", split.answer
             )
-        if not s.text.strip():
+        if not split.answer:
             return LLMRequestError("empty", "the reply has no content", s.text)
         return Completion(
-            text=s.text,
+            text=split.answer,
             finish_reason=s.finish_reason,
             tokens_in=s.tokens_in,
             tokens_out=s.tokens_out,
@@ -297,7 +485,69 @@ class LLMClient:
             cached=cached,
             model=s.model,
             request_hash=s.key,
+            reasoning_tokens=s.reasoning_tokens,
+            reasoning=split.reasoning if self.settings.keep_reasoning else None,
+            prompt=req.purpose if req.prompt_hash else "",
+            prompt_hash=req.prompt_hash,
         )
+
+    # -- structured outputs -----------------------------------------------------------------
+
+    async def _use_structured(self, requests: list[ChatRequest]) -> bool:
+        """Whether this call sends reply schemas as `response_format` (see module doc)."""
+        mode = self.settings.structured_output
+        if mode == "off" or not any(r.response_schema is not None for r in requests):
+            return False
+        if self._structured is None:
+            memo_key = f"structured_output:{self.base_url}|{self.model}"
+            memo = self._cache.get_meta(memo_key) if self._cache is not None else None
+            if memo is not None:
+                self._structured = memo == "yes"
+            else:
+                await self._check_endpoint()
+                async with self._check_lock:
+                    if self._structured is None:
+                        supported = await self._probe_structured()
+                        if supported is not None and self._cache is not None:
+                            self._cache.set_meta(memo_key, "yes" if supported else "no")
+                        self._structured = bool(supported)
+        if mode == "on" and not self._structured:
+            raise LLMUnavailableError(
+                f"{self.base_url} does not accept response_format with a JSON schema "
+                f"(llm.structured_output: on): set it to auto or off"
+            )
+        return self._structured
+
+    async def _probe_structured(self) -> bool | None:
+        """True / False when the server accepts / refuses a JSON-schema response_format;
+        None when it could not tell (timeout, 5xx): plain requests for this client's life."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": PROBE_PROMPT}],
+            "max_tokens": 16,
+            "temperature": 0.0,
+            "response_format": response_format("probe", PROBE_SCHEMA),
+        }
+        self.stats["requests"] += 1
+        self.stats["structured_probe"] += 1
+        try:
+            await self._openai.post("/chat/completions", body=body, cast_to=_http.Response)
+        except openai.APIStatusError as exc:
+            self._raise_if_fatal(exc)
+            if exc.status_code in (400, 415, 422, 501):
+                log.info(
+                    "%s refuses structured outputs (HTTP %s): JSON prompts go without a schema",
+                    self.base_url,
+                    exc.status_code,
+                )
+                return False
+            log.warning("structured-output probe failed (HTTP %s); not using it", exc.status_code)
+            return None
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            log.warning("structured-output probe failed (%s); not using it", exc)
+            return None
+        log.info("%s accepts structured outputs: JSON prompts send their schema", self.base_url)
+        return True
 
     # -- one HTTP request, with retries ---------------------------------------------------------
 
@@ -415,25 +665,76 @@ def _parse_completion(body: str) -> list[_Choice] | LLMRequestError:
         choices = []
         for choice in raw_choices:
             message = choice.get("message") or {}
+            # vLLM / SGLang reasoning parsers and DeepSeek send `reasoning_content`; OpenRouter,
+            # Ollama and newer vLLM `reasoning`. Kept apart from the answer, never parsed.
+            thinking = message.get("reasoning_content") or message.get("reasoning")
             choices.append(
                 (
                     str(message.get("content") or ""),
                     str(choice.get("finish_reason") or "stop"),
                     message.get("refusal") or None,
+                    str(thinking) if thinking else None,
                 )
             )
         tokens_in = int(usage.get("prompt_tokens") or 0)
         tokens_out = int(usage.get("completion_tokens") or 0)
+        details = usage.get("completion_tokens_details") or {}
+        reported = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        reasoning_total = int(reported) if reported is not None else None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return LLMRequestError("malformed_response", f"not a chat completion ({exc})", body)
     if not choices:
         return LLMRequestError("no_choices", "the server sent no choices", body)
     ins = split_evenly(tokens_in, len(choices))
     outs = split_evenly(tokens_out, len(choices))
+    thinks: list[int | None] = (
+        list(split_evenly(reasoning_total, len(choices)))
+        if reasoning_total is not None
+        else [None] * len(choices)
+    )
     return [
-        _Choice(text, finish, refusal, i, o)
-        for (text, finish, refusal), i, o in zip(choices, ins, outs, strict=True)
+        _Choice(text, finish, refusal, i, o, thinking, t)
+        for (text, finish, refusal, thinking), i, o, t in zip(
+            choices, ins, outs, thinks, strict=True
+        )
     ]
+
+
+def response_format(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI `response_format` for a reply schema (vLLM, SGLang and llama.cpp's server
+    read the same). `strict` only when the schema meets OpenAI's strict rules (every object
+    closed, every property required); otherwise the server's guided decoding still applies."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", kind)[:64] or "reply"
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)},
+    }
+
+
+def _strict_ok(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return all(_strict_ok(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or []) != set(properties):
+            return False
+    return all(_strict_ok(v) for k, v in schema.items() if k not in ("required", "enum", "const"))
+
+
+def _group_id(keys: list[str]) -> str:
+    return hashlib.sha256("|".join(keys).encode()).hexdigest()
+
+
+def _transient(reason: str) -> bool:
+    """Per-request batch failures worth one more round."""
+    if reason.startswith("http_"):
+        status = int(reason.removeprefix("http_") or 0)
+        return status == 429 or status >= 500 or status in (408, 409)
+    return reason in ("malformed_response", "batch_error", "timeout", "connection")
 
 
 def _status_detail(exc: openai.APIStatusError) -> str:

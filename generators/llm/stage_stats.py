@@ -1,7 +1,8 @@
 """An LLM-driven stage's requests, counted in that stage's stats.
 
 The client's own `stats` cover the whole build; these per-stage counters (`llm_requests`,
-`tokens_in`, `tokens_out`, `cost_usd_micros`) say what each generator's artifact table cost.
+`tokens_in`, `tokens_out` (thinking included), `reasoning_tokens`, `cost_usd_micros`) say what
+each generator's artifact table cost.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def count_usage(stage: Stage, completions: Sequence[Completion]) -> None:
         if not c.cached:
             stage.stat_update("tokens_in", c.tokens_in)
             stage.stat_update("tokens_out", c.tokens_out)
+            if c.reasoning_tokens:
+                stage.stat_update("reasoning_tokens", c.reasoning_tokens)
             stage.stat_update("cost_usd_micros", round(c.cost_usd * 1_000_000))
 
 

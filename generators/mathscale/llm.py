@@ -17,7 +17,6 @@ from mathsynth import __version__
 from mathsynth.generators.common.agreement import ReasoningPath, program_answer
 from mathsynth.generators.common.rounds import emit_in_order
 from mathsynth.generators.llm import (
-    ChatRequest,
     Completion,
     LLMClient,
     LLMRequestError,
@@ -34,30 +33,10 @@ from mathsynth.stage import SourceStage
 from mathsynth.verifiers.answers import AnswerChecker
 from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
-CONCEPT_PROMPT = """\
-Identify the mathematical topics and knowledge points a student needs for this problem.
-Give 1 or 2 broad topics (e.g. "fractions", "geometry") and 1 to 5 specific knowledge \
-points (e.g. "adding fractions with unlike denominators").
-
-Problem:
-{question}
-
-Reply with JSON only: {{"topics": ["..."], "knowledge_points": ["..."]}}"""
-
-GENERATE_PROMPT = """\
-Write a new math word problem that a student can only solve using these concepts.
-Topics: {topics}
-Knowledge points: {kps}
-
-Use exactly this format:
-Question: <the problem, with exactly one numerical answer>
-Solution: <step by step, one step per line, each calculation an explicit equation>
-The answer is <number>.
-```python
-def solution():
-    # computes the answer of the question from its numbers
-    return <number>
-```"""
+# The prompt templates (generators/mathscale/prompts/): concept extraction (a JSON reply) and
+# problem writing for a sampled concept set.
+CONCEPTS_KIND = "mathscale.concepts"
+GENERATE_KIND = "mathscale.generate"
 
 _QUESTION = re.compile(r"^\s*question\s*:\s*(.+?)\n\s*solution\s*:\s*", re.I | re.S | re.M)
 
@@ -74,14 +53,8 @@ def extract_concepts(llm: LLMClient, seeds: Sequence[Seed], graph: ConceptGraph)
     `mathscale`; the seed stays out of the graph).
     """
     todo = [s for s in seeds if s.id not in graph.members]
-    requests = [
-        ChatRequest(
-            messages=[{"role": "user", "content": CONCEPT_PROMPT.format(question=s.question)}],
-            temperature=0.0,
-            purpose=f"{GENERATOR}.concepts",
-        )
-        for s in todo
-    ]
+    prompt = llm.prompts.get(CONCEPTS_KIND)
+    requests = [prompt.request({"question": s.question}, temperature=0.0) for s in todo]
     results = llm.complete_many(requests) if requests else []
     rejected: list[Rejection] = []
     for seed, result in zip(todo, results, strict=True):
@@ -152,17 +125,14 @@ class MathScaleLLM(SourceStage):
             )
             for t in tasks
         ]
-        prompts = [
-            GENERATE_PROMPT.format(topics="; ".join(w.topics), kps="; ".join(w.kps)) for w in walks
-        ]
+        prompt = self.llm.prompts.get(GENERATE_KIND)
         # The walk index numbers the sample: a walk drawn again asks for a new problem.
         requests = [
-            ChatRequest(
-                messages=[{"role": "user", "content": p}],
+            prompt.request(
+                {"topics": list(w.topics), "knowledge_points": list(w.kps)},
                 first_sample=t.index,
-                purpose=f"{GENERATOR}.generate",
             )
-            for p, t in zip(prompts, tasks, strict=True)
+            for w, t in zip(walks, tasks, strict=True)
         ]
         replies = complete_counted(self.llm, self, requests)
 

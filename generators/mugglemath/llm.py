@@ -40,37 +40,10 @@ LLM_STRATEGIES = (
     "increase_complexity",
 )
 
-_AUGMENT_INSTRUCTIONS = {
-    "change_numbers": "Change specific numbers in the question so that the answer changes.",
-    "fractions_percentages": "Introduce fractions or percentages into the question.",
-    "combine_concepts": "Combine the question with another mathematical concept, so that "
-    "solving it needs both.",
-    "add_conditional": "Add a conditional statement (an 'if ...' condition) that changes how "
-    "the question is solved.",
-    "increase_complexity": "Increase the complexity of the question by adding one more step "
-    "to its solution.",
-}
-
-AUGMENT_PROMPT = """\
-You are a math teacher writing new practice word problems.
-Rewrite the given question into a new question. {instruction}
-The new question must be self-contained, have exactly one numerical answer, and must not \
-include its solution.
-
-Given question:
-{question}
-
-Reply with JSON only: {{"question": "<the new question>"}}"""
-
-SOLVE_PROMPT = """\
-Solve the following math problem step by step, one step per line, writing each calculation \
-as an explicit equation (for example "48 / 2 = 24"). End the solution with the line \
-"The answer is <number>."
-Then write a Python program in a ```python block that defines `solution()` with no \
-arguments and returns the final answer as a number.
-
-Problem:
-{question}"""
+# The prompt templates (generators/mugglemath/prompts/): the rewrite (strategy + question,
+# a JSON reply) and the reasoning path sampled k times.
+AUGMENT_KIND = "mugglemath.augment"
+SOLVE_KIND = "mugglemath.solve"
 
 # Reasoning paths are sampled hotter than the rewrite so that they can disagree.
 PATH_TEMPERATURE = 0.9
@@ -112,13 +85,12 @@ class MuggleMathLLM(SourceStage):
 
     def run(self, tasks: Iterable[SeedTask]) -> Iterator[Record]:
         tasks = [t for t in tasks if t.seed is not None]
+        augment = self.llm.prompts.get(AUGMENT_KIND)
         rewrites = self._complete(
             [
-                ChatRequest(
-                    messages=[{"role": "user", "content": self._augment_prompt(t)}],
-                    purpose=f"{GENERATOR}.augment",
-                )
+                augment.request({"strategy": self._strategy(t), "question": t.seed.question})
                 for t in tasks
+                if t.seed is not None
             ]
         )
         outcomes: dict[int, Record] = {}
@@ -138,13 +110,13 @@ class MuggleMathLLM(SourceStage):
             asked.append((pos, question, reply))
 
         k = self.settings.samples
+        solve = self.llm.prompts.get(SOLVE_KIND)
         solved = self._complete(
             [
-                ChatRequest(
-                    messages=[{"role": "user", "content": SOLVE_PROMPT.format(question=q)}],
+                solve.request(
+                    {"question": q},
                     n=k,
                     temperature=max(self.settings.temperature, PATH_TEMPERATURE),
-                    purpose=f"{GENERATOR}.solve",
                 )
                 for _, q, _ in asked
             ]
@@ -228,11 +200,6 @@ class MuggleMathLLM(SourceStage):
 
     def _strategy(self, task: SeedTask) -> str:
         return LLM_STRATEGIES[task.index % len(LLM_STRATEGIES)]
-
-    def _augment_prompt(self, task: SeedTask) -> str:
-        assert task.seed is not None
-        instruction = _AUGMENT_INSTRUCTIONS[self._strategy(task)]
-        return AUGMENT_PROMPT.format(instruction=instruction, question=task.seed.question)
 
     def _complete(self, requests: list[ChatRequest]) -> list[list[Completion] | LLMRequestError]:
         return complete_counted(self.llm, self, requests)

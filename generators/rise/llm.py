@@ -40,34 +40,17 @@ from mathsynth.records import (
 )
 from mathsynth.stage import RecordStage
 
-ERROR_DESCRIPTIONS = {
-    "change_number": "wrong number: one value in the step is replaced by a slightly different one",
-    "wrong_substitution": "wrong substitution: a different quantity from the problem is used",
-    "operator_swap": "wrong operation: one of + - * / is replaced by another",
-    "delete_term": "missing term: one term of a calculation is left out",
-    "swap_terms": "swapped terms: two quantities trade places in a calculation",
-}
-
-SELF_EDIT_PROMPT = """\
-Below are a math problem, the previous steps of a solution, and the current step.
-Rewrite the current step so that it contains exactly one error of this kind: {error}.
-Keep the wording and format of the step as close to the original as possible, and compute
-the rest of the step consistently with the error. Do not mention, hint at or correct the
-error. Reply with the rewritten step only, on one line.
-
-Problem: {question}
-
-Previous steps:
-{previous}
-
-Current step:
-{step}"""
-
-SOLVE_PROMPT = """\
-Solve the math problem step by step, one step per line, writing each calculation as an
-equation such as `48 / 2 = 24`. End with a line `The answer is N.`
-
-Problem: {question}"""
+# The error types a self-edit asks for; their wording is in the prompt template
+# (generators/rise/prompts/self_edit.j2), beside the sampled-solution prompt (sample.j2).
+ERROR_TYPES = (
+    "change_number",
+    "wrong_substitution",
+    "operator_swap",
+    "delete_term",
+    "swap_terms",
+)
+SELF_EDIT_KIND = "rise.self_edit"
+SAMPLE_KIND = "rise.sample"
 
 # RISE's filter: a self-edit that admits its error teaches the model nothing.
 _ADMITS_ERROR = re.compile(r"\b(mistakes?|incorrect(ly)?|wrong(ly)?|errors?|erroneous)\b", re.I)
@@ -134,7 +117,7 @@ class RiseSelfEdit(RecordStage):
         rng = random.Random(int(content_id(self.seed, "rise.self_edit", problem.id), 16))
         steps = [i for i in range(injector.parsed.step_count) if injector.parsed.equations[i]]
         step = rng.choice(steps) if steps else None
-        error_type = rng.choice(sorted(ERROR_DESCRIPTIONS))
+        error_type = rng.choice(sorted(ERROR_TYPES))
         return _Plan(self, problem, solution, injector, step, error_type)
 
     def _self_edit(
@@ -272,30 +255,24 @@ class _Plan:
 
     def requests(self) -> list[ChatRequest]:
         out = []
+        prompts = self.stage.llm.prompts
         if self.step is not None:
             lines = self.injector.parsed.lines
-            prompt = SELF_EDIT_PROMPT.format(
-                error=ERROR_DESCRIPTIONS[self.error_type],
-                question=self.problem.question,
-                previous="\n".join(lines[: self.step]) or "(none)",
-                step=lines[self.step],
-            )
-            out.append(
-                ChatRequest(messages=_user(prompt), temperature=0.0, purpose="rise.self_edit")
-            )
+            values = {
+                "error_type": self.error_type,
+                "question": self.problem.question,
+                "previous": "\n".join(lines[: self.step]) or "(none)",
+                "step": lines[self.step],
+            }
+            out.append(prompts.get(SELF_EDIT_KIND).request(values, temperature=0.0))
         out.append(
-            ChatRequest(
-                messages=_user(SOLVE_PROMPT.format(question=self.problem.question)),
+            prompts.get(SAMPLE_KIND).request(
+                {"question": self.problem.question},
                 n=self.stage.samples,
                 temperature=self.stage.temperature,
-                purpose="rise.sample",
             )
         )
         return out
-
-
-def _user(content: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": content}]
 
 
 def _wants_pairs(record: Record) -> bool:
