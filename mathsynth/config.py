@@ -14,7 +14,7 @@ import json
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -79,6 +79,29 @@ class SandboxSettings(BaseModel):
     recycle_after: int = Field(5000, ge=1)
 
 
+class RunnerSettings(BaseModel):
+    """Where batches run: threads of the build's process, or a Dask cluster (prefect-dask)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = Field(None, description="Dask scheduler, e.g. tcp://host:8786")
+    workers: int = Field(2, ge=1, description="worker processes of a local Dask cluster")
+    batches_in_flight: int | None = Field(
+        None, ge=1, description="default: max_workers, with an LLM at least 4"
+    )
+
+
+class ScheduleSettings(BaseModel):
+    """The scheduled build `mathsynth deploy` registers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    work_pool: str = "mathsynth"
+
+
 class BuildConfig(BaseSettings):
     """Everything a `mathsynth build` needs to know."""
 
@@ -100,6 +123,8 @@ class BuildConfig(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     lean: LeanSettings = Field(default_factory=LeanSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @field_validator("generators", mode="before")
     @classmethod
@@ -154,6 +179,8 @@ class BuildConfig(BaseSettings):
                 "llm": {"api_key", "concurrency", "timeout_s", "max_retries"},
                 "lean": {"pool_size", "recycle_after"},
                 "sandbox": {"workers", "recycle_after"},
+                "runner": True,
+                "schedule": True,
             },
         )
         return data
