@@ -126,6 +126,9 @@ def _build(config: BuildConfig, overwrite: bool) -> dict[str, Any]:
         report["plan_seconds"] = round(planned, 2)
         _log_outcome(ctx, report)
     _publish_report(report)
+    from mathsynth.flows.report_cmd import publish_report_artifacts
+
+    publish_report_artifacts(ctx.out)
     return report
 
 

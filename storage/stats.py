@@ -140,3 +140,17 @@ def rejection_reasons(catalog: Catalog, generator: str | None = None) -> list[tu
         params,
     )
     return [(str(s), str(r), int(n)) for s, r, n in rows]
+
+
+def stats_json(report: dict[str, Any]) -> dict[str, Any]:
+    """`dataset_stats` as plain JSON: rows as objects with named fields, for scripts."""
+    return {
+        "sft": [
+            {"generator": g, "method": m, "status": s, "rows": int(n)}
+            for g, m, s, n in report["sft"]
+        ],
+        "rejected": [{"stage": s, "reason": r, "rows": int(n)} for s, r, n in report["rejected"]],
+        "tables": {t: int(n) for t, n in report["tables"].items()},
+        "acceptance": report["acceptance"],
+        "llm": report["llm"],
+    }
