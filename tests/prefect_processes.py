@@ -38,7 +38,11 @@ def worker(pool: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[sub
         proc = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", pool],
             cwd=cwd,
-            env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"},
+            env={
+                **env,
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
