@@ -103,6 +103,7 @@ class DaskBatchRunner:
         self.n_workers = runner.workers
         self.client: Any = None
         self.plugin: PlanPlugin | None = None
+        self._current: Any = None
         self._llm_before: dict[str, dict[str, int]] = {}
         self.slots = in_flight
 
@@ -125,6 +126,11 @@ class DaskBatchRunner:
             raise ConfigError(
                 f"cannot reach the Dask scheduler at {self.address} ({exc}): check --dask-address"
             ) from None
+        # prefect-dask's task runner takes the current Dask client over its own address; make
+        # it ours (a contextvar, which the generator subflows' threads inherit), not another
+        # client this process may hold.
+        self._current = Client.as_current(self.client)
+        self._current.__enter__()
         threads = sum(self.client.nthreads().values()) or self.slots
         self.slots = max(self.slots, threads)
         self.plugin = PlanPlugin(BuildPlan(self.ctx.run_id, self.ctx.seeds, self.ctx.state))
@@ -140,6 +146,9 @@ class DaskBatchRunner:
                 # Our own cluster is about to stop: close the workers' sandboxes first.
                 self.client.run(_close_worker_contexts, self.key)
         finally:
+            if self._current is not None:
+                self._current.__exit__(None, None, None)
+                self._current = None
             if self.client is not None:
                 self.client.close()
             self._close_cluster()
