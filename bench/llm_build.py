@@ -115,8 +115,8 @@ class Server:
         self.proc.wait(10)
 
 
-def client_alone(latency: float, concurrency: int, n: int) -> float:
-    """bench/llm_throughput.py's end-to-end LLMClient case: requests/s."""
+def client_alone(latency: float, concurrency: int, n: int) -> tuple[float, float]:
+    """bench/llm_throughput.py's end-to-end LLMClient case: (requests/s, CPU ms/request)."""
     import asyncio
 
     from bench.llm_throughput import _llmclient_end_to_end, _sdk_loop
@@ -125,9 +125,10 @@ def client_alone(latency: float, concurrency: int, n: int) -> float:
     try:
         asyncio.run(_sdk_loop(server.base_url, 200, concurrency, True, "warmup"))
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             _llmclient_end_to_end(server.base_url, n, concurrency, Path(tmp))
-            return n / (time.perf_counter() - start)
+            wall = time.perf_counter() - start
+            return n / wall, 1000 * (time.process_time() - cpu) / n
     finally:
         server.close()
 
@@ -155,19 +156,28 @@ def whole_build(args: argparse.Namespace, api_url: str) -> dict[str, Any]:
                 "llm.base_url": server.base_url,
                 "llm.model": MODEL,
                 "llm.concurrency": args.concurrency,
+                "runner.batches_in_flight": args.batches_in_flight,
             },
         )
         server.command("reset")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         report = run_build(config)
         wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu
         stats = server.command("stats")
         assert stats is not None
         split: dict[str, float] = {}
         for (raw,) in Catalog(out).query("SELECT stats FROM batches"):
             for part, seconds in time_split(json.loads(raw or "{}")).items():
                 split[part] = split.get(part, 0.0) + seconds
-        return {"report": report, "wall": wall, "server": stats, "split": split, "config": config}
+        return {
+            "report": report,
+            "wall": wall,
+            "cpu": cpu,
+            "server": stats,
+            "split": split,
+            "config": config,
+        }
     finally:
         server.close()
         shutil.rmtree(out, ignore_errors=True)
@@ -183,6 +193,9 @@ def main() -> None:
     parser.add_argument("--mugglemath-variants", type=int, default=8)
     parser.add_argument("--mathscale-samples", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument(
+        "--batches-in-flight", type=int, default=None, help="default: the build's own default"
+    )
     parser.add_argument("--client-requests", type=int, default=3000)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scripted", action="store_true", help=argparse.SUPPRESS)
@@ -194,6 +207,7 @@ def main() -> None:
         raise SystemExit(f"{args.seeds}: GSM8K train not found; pass --seeds PATH")
 
     from bench.build_scaling import start_server
+    from mathsynth.executor.local import batches_in_flight
 
     ideal = args.concurrency / args.latency
     env = dict(
@@ -207,7 +221,7 @@ def main() -> None:
     prefect_server, api_url = start_server(env)
     os.environ["PREFECT_API_URL"] = api_url
     try:
-        alone = client_alone(args.latency, args.concurrency, args.client_requests)
+        alone, alone_cpu = client_alone(args.latency, args.concurrency, args.client_requests)
         result = whole_build(args, api_url)
     finally:
         from prefect.logging.handlers import APILogHandler
@@ -231,7 +245,8 @@ def main() -> None:
     print(
         f"build: {args.max_seeds} GSM8K seeds, generators {GENERATORS}, variants "
         f"{args.variants}, mugglemath_variants {args.mugglemath_variants}, mathscale_samples "
-        f"{args.mathscale_samples}, batch_size {args.batch_size}"
+        f"{args.mathscale_samples}, batch_size {args.batch_size}, batches in flight "
+        f"{batches_in_flight(result['config'])}"
     )
     print(
         f"  {totals['sft']} sft, {totals['dpo']} dpo, {totals['formal']} formal, "
@@ -268,6 +283,15 @@ def main() -> None:
         f"{alone:.1f} req/s = {100 * alone / ideal:.1f}% of ideal"
     )
     print(f"whole build / client alone: {rate / alone:.2f}")
+    # Wall-clock rates understate everything when other work shares the cores; CPU time per
+    # request of this process (one GIL: the client's loop and the batches' Python work) does
+    # not, and bounds what a free core would reach.
+    build_cpu = 1000 * result["cpu"] / server["requests"]
+    print(
+        f"CPU of this process per request: build {build_cpu:.2f} ms (all of its work), client "
+        f"alone {alone_cpu:.2f} ms; one free core would allow {1000 / build_cpu:.0f} vs "
+        f"{1000 / alone_cpu:.0f} req/s"
+    )
 
 
 if __name__ == "__main__":

@@ -134,6 +134,9 @@ def charts(data: dict[str, Any]) -> dict[str, bytes]:
                 bottom = [x + v for x, v in zip(bottom, values, strict=True)]
         other = [max(0.0, b["seconds"] - s) for b, s in zip(batches, bottom, strict=True)]
         ax.bar(xs, other, bottom=bottom, label="generation and other", color="#bbbbbb")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("batch")
         ax.set_ylabel("seconds")
         ax.set_title("Batch timings and where the time went")
