@@ -214,7 +214,8 @@ def _run_batches(
                         run.failed.set()
                         errors.append(exc)
                 if errors:
-                    raise errors[0]
+                    # The failure itself, not the subflows that stopped because of it.
+                    raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
         # Rejections found while reading seeds need only writing: no subflow of their own.
         for batch in batches:
             if not batch.units:
@@ -281,6 +282,10 @@ class _Tracker:
 _POLL_S = 0.2
 
 
+class _Stopped(RuntimeError):
+    """A generator's subflow stopped submitting because another one failed."""
+
+
 @flow(name="mathsynth-generate", flow_run_name="{generator}")
 def generate_flow(token: str, generator: str) -> list[BatchSummary]:
     """One generator's batches as tasks (the generator's group in the UI) + its artifact.
@@ -323,7 +328,7 @@ def _generate(token: str, generator: str) -> list[BatchSummary]:
                 continue
             while not run.slots.acquire(timeout=_POLL_S):
                 if run.failed.is_set():
-                    raise RuntimeError("another generator's batch failed; stopping")
+                    raise _Stopped(f"{generator}: stopped, another generator's batch failed")
                 collect(block=False)
             try:
                 future = run.runner.submit(batch, run.done)
