@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import as_completed as as_completed_futures
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -189,13 +190,19 @@ def _run_batches(
     progress_id = create_progress_artifact(
         progress=0.0, key="build-progress", description=f"Batches done for {ctx.out}"
     )
+    generators = list(dict.fromkeys(b.generator for b in batches if b.units))
     run = _ActiveBuild(
-        ctx, batches, done, _Tracker(progress_id, len(batches)), runner, runner.slots
+        ctx,
+        batches,
+        done,
+        _Tracker(progress_id, len(batches)),
+        runner,
+        runner.slots,
+        len(generators),
     )
     token = uuid.uuid4().hex
     _active_builds[token] = run
     generate = generate_flow.with_options(task_runner=runner.task_runner())
-    generators = list(dict.fromkeys(b.generator for b in batches if b.units))
     summaries: list[BatchSummary] = []
     try:
         if generators:
@@ -207,7 +214,7 @@ def _run_batches(
                     for generator in generators
                 ]
                 errors = []
-                for future in futures:
+                for future in as_completed_futures(futures):
                     try:
                         summaries.extend(future.result())
                     except BaseException as exc:  # noqa: BLE001 - re-raised below
@@ -237,11 +244,30 @@ class _ActiveBuild:
     tracker: _Tracker
     runner: _BatchRunner
     in_flight: int
+    subflows: int
     failed: threading.Event = field(default_factory=threading.Event)
     slots: threading.BoundedSemaphore = field(init=False)
+    all_started: threading.Event = field(default_factory=threading.Event)
+    _started: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(self.in_flight)
+
+    def subflow_started(self) -> None:
+        """Wait until every generator's subflow run exists before running any batch.
+
+        Creating a flow run parses source code (Prefect's parameter schema), and CPython
+        3.11's `ast.parse` is not safe while another thread parses too (gh-106905,
+        "AST constructor recursion depth mismatch"); the batches' stages parse programs.
+        """
+        with self._lock:
+            self._started += 1
+            if self._started >= self.subflows:
+                self.all_started.set()
+        while not self.all_started.wait(_POLL_S):
+            if self.failed.is_set():
+                raise _Stopped("stopped before starting: another generator's subflow failed")
 
 
 # Subflow parameters are serialised to the Prefect API, so the subflow receives a token and
@@ -301,6 +327,7 @@ def generate_flow(token: str, generator: str) -> list[BatchSummary]:
 
 def _generate(token: str, generator: str) -> list[BatchSummary]:
     run = _active_builds[token]
+    run.subflow_started()
     ctx, tracker = run.ctx, run.tracker
     finished: queue.Queue[PrefectFuture[Any]] = queue.Queue()
     pending: dict[PrefectFuture[Any], Batch] = {}
