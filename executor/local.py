@@ -13,6 +13,7 @@ methods only ever start from problems that were really verified.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from typing import Any
 from mathsynth import __version__, registry
 from mathsynth.config import BuildConfig
 from mathsynth.errors import InputFileError
+from mathsynth.executor.timing import Timed, as_stats, batch_clock, timed
 from mathsynth.generators.seeds.library import bundled_seeds
 from mathsynth.records import Record, Rejection
 from mathsynth.registry import Unit
@@ -43,6 +45,28 @@ from mathsynth.verifiers.sandbox import Sandbox
 
 # The batch that only writes rejections found before any generator ran (seed reading).
 SEED_BATCH = "read_seeds"
+
+# Batch started / finished lines; flows/ forwards this logger to the Prefect run's logs.
+log = logging.getLogger("mathsynth.executor")
+
+# Batches in flight by default when an LLM is configured (see `batches_in_flight`).
+LLM_BATCHES_IN_FLIGHT = 4
+
+
+def batches_in_flight(config: BuildConfig) -> int:
+    """How many batches run at once (`runner.batches_in_flight`, else the default).
+
+    Offline batches are CPU-bound: `max_workers` of them. An LLM batch alternates between
+    waiting on the endpoint and checking what came back (sandbox, answer checks, writing);
+    with several batches in flight, one batch's checks overlap the next one's requests, so
+    the client keeps `llm.concurrency` requests in flight for the whole build instead of
+    idling while a batch verifies (bench/llm_build.py measures it).
+    """
+    if config.runner.batches_in_flight is not None:
+        return config.runner.batches_in_flight
+    if config.llm.configured:
+        return max(config.max_workers, LLM_BATCHES_IN_FLIGHT)
+    return config.max_workers
 
 
 @dataclass(frozen=True)
@@ -122,21 +146,25 @@ def open_context(config: BuildConfig, run_id: str) -> BuildContext:
         memory_mb=config.sandbox.memory_mb,
         recycle_after=config.sandbox.recycle_after,
     )
-    ctx = BuildContext(config, out, run_id, Catalog(out), sandbox)
+    # Resources are behind `Timed` proxies: each batch's stats say how long it waited on
+    # each of them (executor/timing.py).
+    ctx = BuildContext(config, out, run_id, Catalog(out), Timed(sandbox, "sandbox"))  # type: ignore[arg-type]
     try:
         if any(m.uses_lean for m in registry.selected(config.generators)):
             from mathsynth.verifiers.lean import make_lean_backend
 
             # One backend per build: a REPL start re-imports Mathlib, far too slow per batch.
-            ctx.lean = make_lean_backend(config.lean)
+            lean = make_lean_backend(config.lean)
+            ctx.lean = Timed(lean, "lean") if lean is not None else None
         if config.llm.configured:
             from mathsynth.generators.llm import LLMClient
             from mathsynth.verifiers.answers import AnswerChecker
 
-            ctx.llm = LLMClient(
+            client = LLMClient(
                 config.llm, config.api_key(), out / LLM_CACHE_NAME, batch_jobs=ctx.catalog
             )
-            ctx.checker = AnswerChecker()
+            ctx.llm = Timed(client, "llm_wait")
+            ctx.checker = Timed(AnswerChecker(), "answer_checks")
     except BaseException:
         ctx.close()
         raise
@@ -289,6 +317,15 @@ def batch_stages(ctx: BuildContext, batch: Batch) -> BatchStages:
     return BatchStages(source, (ExecVerifier(sandbox=ctx.sandbox), ExactDedup()), tuple(derived))
 
 
+@dataclass
+class BatchResult:
+    """What running a batch produced, before the manifest knows: its summary and its shards
+    as (table, path relative to the output dir, rows, bytes)."""
+
+    summary: BatchSummary
+    shards: list[tuple[str, str, int, int]] = field(default_factory=list)
+
+
 def run_batch(ctx: BuildContext, batch: Batch, done: set[int] | None = None) -> BatchSummary:
     """Run one batch end to end unless the manifest says it is finished.
 
@@ -298,53 +335,104 @@ def run_batch(ctx: BuildContext, batch: Batch, done: set[int] | None = None) -> 
     finished = done if done is not None else ctx.catalog.finished_batches()
     if batch.number in finished:
         return BatchSummary(batch.number, batch.generator, skipped=True)
+    result = execute_batch(ctx, batch)
+    commit_batch(ctx, batch, result)
+    return result.summary
+
+
+def execute_batch(ctx: BuildContext, batch: Batch) -> BatchResult:
+    """Run a batch's stages and write its shards; the manifest is not touched.
+
+    Split from `commit_batch` so that a batch can run in another process (a Dask worker)
+    while the catalog is only ever written by the build's own process.
+    """
     start = time.perf_counter()
-    chain = batch_stages(ctx, batch)
-    data: Iterable[Any] = batch.tasks(ctx.seeds) if chain.source is not None else batch.records
-    derived = {stage.name for stage in chain.derived}
-    counts: Counter[str] = Counter()
-    # Stamped here, once, so every generator's rows carry the same build identity.
-    identity = {
-        "config_hash": ctx.config_hash,
-        "pipeline_version": __version__,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "batch": batch.number,
-    }
+    log.info("batch %05d (%s) started: %d tasks", batch.number, batch.generator, batch.size)
+    with batch_clock() as clock:
+        chain = batch_stages(ctx, batch)
+        data: Iterable[Any] = batch.tasks(ctx.seeds) if chain.source is not None else batch.records
+        derived = {stage.name for stage in chain.derived}
+        counts: Counter[str] = Counter()
+        # Stamped here, once, so every generator's rows carry the same build identity.
+        identity = {
+            "config_hash": ctx.config_hash,
+            "pipeline_version": __version__,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "batch": batch.number,
+        }
 
-    def counted(stream: Iterable[Record]) -> Iterator[Record]:
-        for record in stream:
-            provenance = getattr(record, "provenance", None)
-            if provenance is not None:
-                for key, value in identity.items():
-                    provenance.setdefault(key, value)
-            counts[record.table] += 1
-            if isinstance(record, Rejection):
-                counts[f"rejected.{record.stage}"] += 1
-                # What the source method's own work lost (acceptance rates): rejections by
-                # derived stages judge pairs / statements of rows that were accepted.
-                if record.stage not in derived:
-                    counts["rejected_before_derived"] += 1
-            yield record
+        def counted(stream: Iterable[Record]) -> Iterator[Record]:
+            for record in stream:
+                provenance = getattr(record, "provenance", None)
+                if provenance is not None:
+                    for key, value in identity.items():
+                        provenance.setdefault(key, value)
+                counts[record.table] += 1
+                if isinstance(record, Rejection):
+                    counts[f"rejected.{record.stage}"] += 1
+                    # What the source method's own work lost (acceptance rates): rejections by
+                    # derived stages judge pairs / statements of rows that were accepted.
+                    if record.stage not in derived:
+                        counts["rejected_before_derived"] += 1
+                yield record
 
-    records = run_pipeline(chain.source, [*chain.checks, *chain.derived], data)
-    shards = write_batch_shards(ctx.out, batch.number, counted(records))
+        # Materialised before writing so that the time split can tell the stages' work
+        # from the writing (the stages are lazy generators the writer would pull).
+        records = list(counted(run_pipeline(chain.source, [*chain.checks, *chain.derived], data)))
+        with timed("writing"):
+            shards = write_batch_shards(ctx.out, batch.number, records)
+        del records
     stats: Counter[str] = Counter()
     for stage in chain.all:
         for key, value in stage.stats.items():
             stats[f"{stage.name}.{key}"] += value
     seconds = time.perf_counter() - start
+    clock["total"] = seconds
+    stats.update(as_stats(clock))
+    summary = BatchSummary(batch.number, batch.generator, False, seconds, dict(counts), dict(stats))
+    rows = [(t, str(s.path.relative_to(ctx.out)), s.rows, s.bytes) for t, s in shards.items()]
+    return BatchResult(summary, rows)
+
+
+def commit_batch(ctx: BuildContext, batch: Batch, result: BatchResult) -> None:
+    """Mark a batch finished in the manifest, with its shards (after `execute_batch`)."""
+    summary = result.summary
     ctx.catalog.record_batch(
         batch.number,
         generator=batch.generator,
         tasks=batch.size,
         run_id=ctx.run_id,
-        seconds=seconds,
-        counts=dict(counts),
-        stats=dict(stats),
-        shards=[(t, str(s.path.relative_to(ctx.out)), s.rows, s.bytes) for t, s in shards.items()],
+        seconds=summary.seconds,
+        counts=summary.counts,
+        stats=summary.stats,
+        shards=result.shards,
     )
     ctx.batch_written()
-    return BatchSummary(batch.number, batch.generator, False, seconds, dict(counts), dict(stats))
+    log.info(
+        "batch %05d (%s) finished in %.1f s: %s",
+        batch.number,
+        batch.generator,
+        summary.seconds,
+        describe_counts(summary.counts),
+    )
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """ "12 sft, 12 dpo, 3 rejected (exec_verify 2, dedup 1)" for log lines."""
+    parts = [f"{counts.get(t, 0)} {t}" for t in TABLES if t != "rejected" and counts.get(t)]
+    rejected = counts.get("rejected", 0)
+    if rejected:
+        by_stage = sorted(
+            (
+                (k.removeprefix("rejected."), v)
+                for k, v in counts.items()
+                if k.startswith("rejected.")
+            ),
+            key=lambda kv: -kv[1],
+        )
+        detail = ", ".join(f"{stage} {n}" for stage, n in by_stage)
+        parts.append(f"{rejected} rejected ({detail})")
+    return ", ".join(parts) or "nothing written"
 
 
 # -- a whole build, minus orchestration -------------------------------------------------------
@@ -372,10 +460,17 @@ def prepare_build(ctx: BuildContext, overwrite: bool) -> tuple[list[Batch], set[
 
 
 def finish_build(
-    ctx: BuildContext, summaries: list[BatchSummary], seconds: float
+    ctx: BuildContext,
+    summaries: list[BatchSummary],
+    seconds: float,
+    worker_llm: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Refresh the catalog views, record the run, and return the build report (per-generator
-    counts come from the catalog, so batches finished by earlier, crashed runs count too)."""
+    counts come from the catalog, so batches finished by earlier, crashed runs count too).
+
+    `worker_llm`: LLM client counters of other processes that ran batches (Dask workers),
+    added to this process's own (planning, and every batch with the thread runner).
+    """
     dropped = drop_cross_batch_duplicates(ctx.out, ctx.catalog)
     ctx.catalog.refresh_views()
     generators = generator_totals(ctx.catalog)
@@ -390,7 +485,7 @@ def finish_build(
         "batches_skipped": sum(s.skipped for s in summaries),
         "generators": generators,
         "totals": {t: sum(g[t] for g in generators) for t in TABLES},
-        "llm": dict(ctx.llm.stats) if ctx.llm is not None else {},
+        "llm": _llm_totals(ctx, worker_llm),
         "duplicates_dropped": dropped,
         "seed_problems": ctx.seed_problems,
     }
@@ -404,3 +499,9 @@ def finish_build(
         llm=report["llm"],
     )
     return report
+
+
+def _llm_totals(ctx: BuildContext, worker_llm: dict[str, int] | None) -> dict[str, int]:
+    totals: Counter[str] = Counter(dict(ctx.llm.stats) if ctx.llm is not None else {})
+    totals.update(worker_llm or {})
+    return dict(totals)

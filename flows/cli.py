@@ -14,7 +14,9 @@ from rich.table import Table
 from mathsynth import registry
 from mathsynth.errors import MathsynthError
 from mathsynth.flows.decouple_cmd import decouple_command
+from mathsynth.flows.deploy import deploy_command
 from mathsynth.flows.prompts_cmd import prompts_app
+from mathsynth.flows.report_cmd import report_command
 from mathsynth.flows.sandbox_cmd import sandbox_app
 from mathsynth.flows.verify_cmd import verify_app
 
@@ -69,6 +71,12 @@ def build(
     batch_size: Annotated[int | None, typer.Option(help="Records per Prefect task.")] = None,
     max_workers: Annotated[int | None, typer.Option(help="Concurrent batch tasks.")] = None,
     name: Annotated[str | None, typer.Option(help="Build name (default output dir).")] = None,
+    runner: Annotated[
+        str | None, typer.Option(help="Where batches run: threads (default) or dask.")
+    ] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Dask scheduler (tcp://host:8786); default: local cluster.")
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a dataset built from a different config.")
     ] = False,
@@ -103,6 +111,8 @@ def build(
             "llm.max_tokens.default": llm_max_tokens,
             "lean.repl_cmd": lean_repl,
             "lean.server_url": lean_server,
+            "runner.kind": runner,
+            "runner.address": dask_address,
         },
     )
     if cfg.llm.configured:
@@ -147,11 +157,21 @@ def _print_build_summary(report: dict[str, Any]) -> None:
 
 
 @app.command()
-def stats(out: Annotated[Path, typer.Argument(help="A build's output directory.")]) -> None:
+def stats(
+    out: Annotated[Path, typer.Argument(help="A build's output directory.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the numbers as one JSON object (for scripts).")
+    ] = False,
+) -> None:
     """Counts by generator / method / status, rejection reasons and acceptance rates."""
-    from mathsynth.storage.stats import dataset_stats
+    from mathsynth.storage.stats import dataset_stats, stats_json
 
     report = dataset_stats(out)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(stats_json(report), indent=2, sort_keys=True) + "\n")
+        return
     table = Table(title=f"sft rows in {out}")
     for col in ("generator", "method", "status", "rows"):
         table.add_column(col, justify="right" if col == "rows" else "left")
@@ -207,6 +227,8 @@ def doctor() -> None:
 
 
 # Commands implemented next to the code they drive (sandbox, answers, decoupling).
+app.command(name="deploy")(deploy_command)
+app.command(name="report")(report_command)
 app.add_typer(sandbox_app, name="sandbox", help="Run programs in the sandbox.")
 app.add_typer(verify_app, name="verify", help="Check answers for equivalence.")
 app.command(

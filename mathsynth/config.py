@@ -183,6 +183,29 @@ class SandboxSettings(BaseModel):
     recycle_after: int = Field(5000, ge=1)
 
 
+class RunnerSettings(BaseModel):
+    """Where batches run: threads of the build's process, or a Dask cluster (prefect-dask)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = Field(None, description="Dask scheduler, e.g. tcp://host:8786")
+    workers: int = Field(2, ge=1, description="worker processes of a local Dask cluster")
+    batches_in_flight: int | None = Field(
+        None, ge=1, description="default: max_workers, with an LLM at least 4"
+    )
+
+
+class ScheduleSettings(BaseModel):
+    """The scheduled build `mathsynth deploy` registers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    work_pool: str = "mathsynth"
+
+
 class BuildConfig(BaseSettings):
     """Everything a `mathsynth build` needs to know."""
 
@@ -204,6 +227,8 @@ class BuildConfig(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     lean: LeanSettings = Field(default_factory=LeanSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @field_validator("generators", mode="before")
     @classmethod
@@ -270,6 +295,8 @@ class BuildConfig(BaseSettings):
                 },
                 "lean": {"pool_size", "recycle_after"},
                 "sandbox": {"workers", "recycle_after"},
+                "runner": True,
+                "schedule": True,
             },
         )
         # Not the folder's path but what is in it: an edited prompt is another build.

@@ -121,3 +121,36 @@ def generator_totals(catalog: Catalog) -> list[dict[str, Any]]:
         }
         for g, b, t, *counts in rows
     ]
+
+
+def rejection_reasons(catalog: Catalog, generator: str | None = None) -> list[tuple[str, str, int]]:
+    """(stage, reason, rows) of the rejected shards, most frequent first; with `generator`,
+    only the rows of that generator's batches (a shard's number is its batch's number)."""
+    if not any((catalog.out / "rejected").glob("*.parquet")):
+        return []
+    where, params = "", []
+    if generator is not None:
+        where = "WHERE b.generator = ?"
+        params = [generator]
+    rows = catalog.query(
+        "SELECT r.stage, r.reason, count(*) AS n FROM read_parquet('rejected/*.parquet', "
+        "filename = true, union_by_name = true) r JOIN batches b "
+        "ON b.batch = CAST(regexp_extract(r.filename, 'part-(\\d+)', 1) AS INTEGER) "
+        f"{where} GROUP BY ALL ORDER BY n DESC, r.stage, r.reason",
+        params,
+    )
+    return [(str(s), str(r), int(n)) for s, r, n in rows]
+
+
+def stats_json(report: dict[str, Any]) -> dict[str, Any]:
+    """`dataset_stats` as plain JSON: rows as objects with named fields, for scripts."""
+    return {
+        "sft": [
+            {"generator": g, "method": m, "status": s, "rows": int(n)}
+            for g, m, s, n in report["sft"]
+        ],
+        "rejected": [{"stage": s, "reason": r, "rows": int(n)} for s, r, n in report["rejected"]],
+        "tables": {t: int(n) for t, n in report["tables"].items()},
+        "acceptance": report["acceptance"],
+        "llm": report["llm"],
+    }
