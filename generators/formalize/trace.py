@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from mathsynth import pysource
 from mathsynth.generators.formalize.term import (
     BinOp,
     Call,
@@ -92,7 +93,7 @@ def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
     and calls of the straight-line functions it defines.
     """
     try:
-        module = ast.parse(program)
+        module = pysource.parse(program)
     except SyntaxError as exc:
         raise UntraceableProgramError(f"program is not valid Python: {exc.msg}") from None
     tracer = _Tracer()
