@@ -15,6 +15,7 @@ from mathsynth import registry
 from mathsynth.errors import MathsynthError
 from mathsynth.flows.decouple_cmd import decouple_command
 from mathsynth.flows.sandbox_cmd import sandbox_app
+from mathsynth.flows.train_cmd import eval_command, train_app
 from mathsynth.flows.verify_cmd import verify_app
 
 app = typer.Typer(
@@ -204,6 +205,8 @@ app.add_typer(verify_app, name="verify", help="Check answers for equivalence.")
 app.command(
     name="decouple", help="GSM8K-style seeds -> number-independent templates (JSONL) or a reason."
 )(decouple_command)
+app.add_typer(train_app, name="train", help="Fine-tune on a build's shards (SFT, DPO) with TRL.")
+app.command(name="eval", help="Score a model on a benchmark: accuracy with a 95% CI.")(eval_command)
 
 
 def _click_exception() -> type[Exception]:

@@ -27,6 +27,7 @@ from pydantic_settings import (
 
 from mathsynth import registry
 from mathsynth.errors import ConfigError, InputFileError
+from mathsynth.train_settings import TrainSettings
 
 # The YAML file of the config being loaded (read by `settings_customise_sources`).
 _YAML_FILE: ContextVar[Path | None] = ContextVar("mathsynth_config_file", default=None)
@@ -100,6 +101,7 @@ class BuildConfig(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     lean: LeanSettings = Field(default_factory=LeanSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)  # `mathsynth train` / `eval`
 
     @field_validator("generators", mode="before")
     @classmethod
@@ -154,6 +156,7 @@ class BuildConfig(BaseSettings):
                 "llm": {"api_key", "concurrency", "timeout_s", "max_retries"},
                 "lean": {"pool_size", "recycle_after"},
                 "sandbox": {"workers", "recycle_after"},
+                "train": True,  # training settings do not change what a build makes
             },
         )
         return data

@@ -1,0 +1,155 @@
+"""One TRL trainer run into an output directory: claim the directory, resume from its last
+checkpoint, train, save a model that loads with `from_pretrained` (and with vLLM), and write
+what the run measured.
+
+The directory, after a run:
+
+    DIR/config.json, model.safetensors, tokenizer files   the trained model (LoRA merged in)
+    DIR/adapter/                                          the LoRA adapter alone (--lora)
+    DIR/checkpoints/checkpoint-N/                         Trainer checkpoints (resume)
+    DIR/mathsynth_train.json                              the run: what it trained on, losses
+    DIR/loss_curve.png                                    training loss per logged step
+
+Rerunning the same command resumes from the last checkpoint (a finished run finishes at
+once). A directory holding another run (another stage, model, data or settings) is refused
+unless `overwrite`, which discards that run's checkpoints and record first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mathsynth.errors import OutputDirError
+from mathsynth.storage.output_dir import check_writable
+from mathsynth.training.models import LoadedModel
+
+RUN_FILE = "mathsynth_train.json"
+CURVE_FILE = "loss_curve.png"
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+
+
+@dataclass
+class TrainResult:
+    """What a run measured; `losses` are (step, training loss) as the trainer logged them."""
+
+    stage: str
+    output: str
+    model: str
+    data: str
+    rows: int
+    steps: int
+    losses: list[tuple[int, float]]
+    seconds: float
+    precision: str
+    lora: bool
+    resumed_from: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def first_loss(self) -> float | None:
+        return self.losses[0][1] if self.losses else None
+
+    @property
+    def last_loss(self) -> float | None:
+        return self.losses[-1][1] if self.losses else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "first_loss": self.first_loss, "last_loss": self.last_loss}
+
+
+def claim_output(output: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
+    """Make `output` this run's directory (before any model is loaded, so a refusal is quick).
+
+    Failure modes: OutputDirError for a path that cannot be a writable directory, a non-empty
+    directory that holds no mathsynth training run, or one that holds another run's
+    checkpoints (without `overwrite`).
+    """
+    check_writable(output)
+    record = output / RUN_FILE
+    if output.exists() and any(output.iterdir()) and not record.exists():
+        raise OutputDirError(
+            f"--output {output}: not empty and holds no mathsynth training run; choose "
+            "an empty or new directory"
+        )
+    if record.exists():
+        previous = json.loads(record.read_text()).get("fingerprint")
+        if previous != fingerprint and not overwrite:
+            differs = sorted(k for k in fingerprint if (previous or {}).get(k) != fingerprint[k])
+            raise OutputDirError(
+                f"--output {output}: holds another run (different {', '.join(differs)}); "
+                "pass --overwrite to replace it or choose another directory"
+            )
+        if previous != fingerprint:
+            shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(output / ADAPTER, ignore_errors=True)
+    output.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"fingerprint": fingerprint, "result": None}, indent=2))
+
+
+def last_checkpoint(output: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = output / CHECKPOINTS
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def train_and_save(
+    trainer: Any,
+    loaded: LoadedModel,
+    *,
+    stage: str,
+    model: str,
+    data: Path,
+    rows: int,
+    output: Path,
+) -> TrainResult:
+    """Train (resuming from the last checkpoint in `output`), save the model and tokenizer,
+    write the run record and the loss curve. `trainer` is a TRL trainer built on
+    `loaded.model` with `output_dir=output/checkpoints`; `rows` the dataset rows it trains
+    on (before packing)."""
+    from peft import PeftModel
+
+    resume = last_checkpoint(output)
+    started = time.perf_counter()
+    outcome = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    trained = trainer.model
+    lora = isinstance(trained, PeftModel)
+    if lora:
+        trained.save_pretrained(str(output / ADAPTER))
+        trained = trained.merge_and_unload()
+    trained.save_pretrained(str(output))
+    loaded.tokenizer.save_pretrained(str(output))
+    losses = [
+        (int(entry["step"]), float(entry["loss"]))
+        for entry in trainer.state.log_history
+        if "loss" in entry and "step" in entry
+    ]
+    result = TrainResult(
+        stage=stage,
+        output=str(output),
+        model=model,
+        data=str(data),
+        rows=rows,
+        steps=int(trainer.state.global_step),
+        losses=losses,
+        seconds=round(seconds, 2),
+        precision=loaded.precision,
+        lora=lora,
+        resumed_from=resume,
+        metrics={k: float(v) for k, v in outcome.metrics.items() if isinstance(v, int | float)},
+    )
+    record = output / RUN_FILE
+    saved = json.loads(record.read_text())
+    saved["result"] = result.to_dict()
+    record.write_text(json.dumps(saved, indent=2))
+    from mathsynth.training.curve import plot_losses
+
+    (output / CURVE_FILE).write_bytes(plot_losses(losses, f"{stage} training loss ({model})"))
+    return result
