@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mathsynth import registry
@@ -230,7 +231,8 @@ def main() -> None:
     try:
         app(standalone_mode=False, prog_name="mathsynth")
     except MathsynthError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Escaped: a message may hold brackets ("pip install 'mathsynth[train]'").
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]; rerun the same command to resume")

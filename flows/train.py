@@ -20,8 +20,36 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_image_artifact, create_table_artifact
 
+from mathsynth.errors import ConfigError
 from mathsynth.train_settings import TrainSettings
 from mathsynth.training import check_installed
+
+
+def check_train_inputs(
+    stage: str, data: str, model: str, output: str, settings: dict[str, Any], overwrite: bool
+) -> None:
+    """What can be refused before a flow run starts (the flow checks again): an unknown
+    stage, a dataset without the stage's shards, an output directory that may not receive
+    the run. Failure modes: ConfigError, InputFileError, OutputDirError."""
+    from mathsynth.training import data as tables
+    from mathsynth.training.runner import check_output
+
+    fingerprint = _stage_module(stage).fingerprint
+    tables.shard_files(Path(data), stage)
+    config = TrainSettings.model_validate(settings)
+    check_output(Path(output), fingerprint(Path(data), model, config), overwrite)
+
+
+def _stage_module(stage: str) -> Any:
+    if stage == "sft":
+        from mathsynth.training import sft
+
+        return sft
+    if stage == "dpo":
+        from mathsynth.training import dpo
+
+        return dpo
+    raise ConfigError(f"unknown training stage {stage!r} (sft, dpo)")
 
 
 @flow(name="mathsynth-train", flow_run_name="{stage}")
@@ -36,12 +64,8 @@ def train_flow(
     """Fine-tune `model` on the dataset `data` (`stage` "sft" or "dpo") into `output`."""
     check_installed("mathsynth train")
     config = TrainSettings.model_validate(settings or {})
-    if stage == "sft":
-        from mathsynth.training.sft import run_sft as run
-    elif stage == "dpo":
-        from mathsynth.training.dpo import run_dpo as run
-    else:
-        raise ValueError(f"unknown training stage {stage!r} (sft, dpo)")
+    module = _stage_module(stage)
+    run = module.run_sft if stage == "sft" else module.run_dpo
     result = run(Path(data), model, Path(output), config, overwrite=overwrite)
     _publish_training(result)
     return result.to_dict()
@@ -73,6 +97,21 @@ def _publish_training(result: Any) -> None:
         table=rows,
         description=f"{result.stage} of {result.model} into {result.output}",
     )
+
+
+def check_eval_inputs(
+    model: str, benchmark: str, settings: dict[str, Any], out: str | None
+) -> None:
+    """Refuse an unreadable or empty benchmark and an unwritable results path before the
+    flow starts (the flow checks again). Failure modes: InputFileError, OutputDirError."""
+    from mathsynth.storage.output_dir import check_writable
+    from mathsynth.training.benchmark import read_benchmark
+    from mathsynth.training.evaluate import default_results_path
+
+    config = TrainSettings.model_validate(settings)
+    bench = read_benchmark(benchmark, config.eval.split, max_items=1)
+    results = Path(out) if out else default_results_path(model, bench.name)
+    check_writable(results.parent)
 
 
 @flow(name="mathsynth-eval")

@@ -60,13 +60,17 @@ def _settings(config: Path | None, **overrides: Any) -> dict[str, Any]:
 def _train(
     stage: str, data: Path, model: str, output: Path, settings: dict[str, Any], overwrite: bool
 ) -> None:
-    from mathsynth.flows.train import train_flow
+    from mathsynth.flows.train import check_train_inputs, train_flow
 
+    check_train_inputs(stage, str(data), model, str(output), settings, overwrite)
     result = train_flow(stage, str(data), model, str(output), settings, overwrite)
     first, last = result["first_loss"], result["last_loss"]
-    losses = (
-        f"loss {first:.4f} → {last:.4f} (first → last logged step)" if first else "no loss logged"
-    )
+    losses = f"loss {first:.4f} → {last:.4f} (first → last logged step)" if first else "no loss"
+    if result["already_done"]:
+        head = f"{stage}: already trained ({result['steps']} steps on {result['rows']} rows)"
+        tail = "nothing to do (--overwrite trains it again, a larger --max-steps continues it)"
+        console.print(f"{head}; {losses}; {tail}", highlight=False, soft_wrap=True)
+        return
     resumed = f", resumed from {result['resumed_from']}" if result["resumed_from"] else ""
     console.print(
         f"{stage}: {result['steps']} steps on {result['rows']} rows in {result['seconds']} s"
@@ -151,8 +155,9 @@ def eval_command(
     }
     settings = _settings(config, **overrides)
     _quiet_prefect()
-    from mathsynth.flows.train import eval_flow
+    from mathsynth.flows.train import check_eval_inputs, eval_flow
 
+    check_eval_inputs(model, benchmark, settings, str(out) if out else None)
     summary = eval_flow(model, benchmark, settings, str(out) if out else None, max_items)
     console.print(
         f"accuracy {summary['accuracy']:.4f} ({summary['correct']}/{summary['n']}), "

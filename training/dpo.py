@@ -8,11 +8,12 @@ disables the adapter for the reference forwards (no second copy in memory).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mathsynth.train_settings import TrainSettings
 from mathsynth.training.data import DPO_COLUMNS, RISE_COLUMNS, load_table, sample_rows
 from mathsynth.training.models import load_model, lora_config
-from mathsynth.training.runner import TrainResult, claim_output, train_and_save
+from mathsynth.training.runner import TrainResult, start_run, train_and_save
 from mathsynth.training.trl_args import common_args
 
 
@@ -29,12 +30,19 @@ def fingerprint(data: Path, model: str, settings: TrainSettings) -> dict[str, ob
 
 
 def run_dpo(
-    data: Path, model: str, output: Path, settings: TrainSettings, *, overwrite: bool = False
+    data: Path,
+    model: str,
+    output: Path,
+    settings: TrainSettings,
+    *,
+    overwrite: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
-    """Preference-tune `model` on the dpo pairs of the dataset `data`, into `output`.
+    """Preference-tune `model` on the dpo pairs of the dataset `data`, into `output`;
+    `callbacks` are transformers TrainerCallbacks.
 
     Failure modes: InputFileError (no dataset / no dpo rows), OutputDirError (see
-    `runner.claim_output`), ModelError (model cannot be loaded; for `rise`, a chat template
+    `runner.check_output`), ModelError (model cannot be loaded; for `rise`, a chat template
     or tokenizer the spans cannot be mapped through), ConfigError (precision).
     """
     from trl import DPOConfig, DPOTrainer
@@ -42,7 +50,10 @@ def run_dpo(
     rise = settings.dpo.loss == "rise"
     dataset = load_table(data, "dpo", RISE_COLUMNS if rise else DPO_COLUMNS)
     dataset = sample_rows(dataset, settings.dpo.max_rows, settings.seed)
-    claim_output(output, fingerprint(data, model, settings), overwrite)
+    target = {"max_steps": settings.dpo.max_steps, "epochs": settings.dpo.epochs}
+    done = start_run(output, fingerprint(data, model, settings), target, overwrite)
+    if done is not None:
+        return done
     loaded = load_model(model, settings.precision)
     args = DPOConfig(
         **common_args(settings, settings.dpo, loaded.precision, output),
@@ -55,6 +66,7 @@ def run_dpo(
         "train_dataset": dataset,
         "processing_class": loaded.tokenizer,
         "peft_config": lora_config(settings.lora),
+        "callbacks": callbacks,
     }
     if rise:
         from mathsynth.training.rise import RiseDPOTrainer, WeightedPreferenceCollator
@@ -70,5 +82,12 @@ def run_dpo(
     else:
         trainer = DPOTrainer(**common)
     return train_and_save(
-        trainer, loaded, stage="dpo", model=model, data=data, rows=len(dataset), output=output
+        trainer,
+        loaded,
+        stage="dpo",
+        model=model,
+        data=data,
+        rows=len(dataset),
+        output=output,
+        target=target,
     )

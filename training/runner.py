@@ -48,8 +48,16 @@ class TrainResult:
     seconds: float
     precision: str
     lora: bool
+    target: dict[str, Any] = field(default_factory=dict)  # the run's max_steps / epochs
     resumed_from: str | None = None
+    already_done: bool = False  # a rerun of a finished run: nothing was trained
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainResult:
+        fields = {k: v for k, v in data.items() if k not in ("first_loss", "last_loss")}
+        fields["losses"] = [(int(s), float(v)) for s, v in fields.get("losses", [])]
+        return cls(**fields)
 
     @property
     def first_loss(self) -> float | None:
@@ -63,33 +71,66 @@ class TrainResult:
         return {**asdict(self), "first_loss": self.first_loss, "last_loss": self.last_loss}
 
 
-def claim_output(output: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
-    """Make `output` this run's directory (before any model is loaded, so a refusal is quick).
+def check_output(output: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
+    """Whether `output` may receive this run (read-only); True when it holds another run
+    that `overwrite` allows to replace.
 
     Failure modes: OutputDirError for a path that cannot be a writable directory, a non-empty
-    directory that holds no mathsynth training run, or one that holds another run's
-    checkpoints (without `overwrite`).
+    directory that holds no mathsynth training run, or one that holds another run (without
+    `overwrite`).
     """
-    check_writable(output)
+    try:
+        check_writable(output)
+    except OutputDirError as exc:  # its message names build's flag
+        raise OutputDirError(str(exc).replace("--out ", "--output ", 1)) from None
     record = output / RUN_FILE
     if output.exists() and any(output.iterdir()) and not record.exists():
         raise OutputDirError(
             f"--output {output}: not empty and holds no mathsynth training run; choose "
             "an empty or new directory"
         )
-    if record.exists():
-        previous = json.loads(record.read_text()).get("fingerprint")
-        if previous != fingerprint and not overwrite:
-            differs = sorted(k for k in fingerprint if (previous or {}).get(k) != fingerprint[k])
-            raise OutputDirError(
-                f"--output {output}: holds another run (different {', '.join(differs)}); "
-                "pass --overwrite to replace it or choose another directory"
-            )
-        if previous != fingerprint:
-            shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
-            shutil.rmtree(output / ADAPTER, ignore_errors=True)
+    if not record.exists():
+        return False
+    try:
+        previous = json.loads(record.read_text()).get("fingerprint") or {}
+    except (ValueError, AttributeError):
+        previous = {}
+    if previous == fingerprint:
+        return False
+    if not overwrite:
+        differs = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+        raise OutputDirError(
+            f"--output {output}: holds another run (different {', '.join(differs)}); "
+            "pass --overwrite to replace it or choose another directory"
+        )
+    return True
+
+
+def start_run(
+    output: Path, fingerprint: dict[str, Any], target: dict[str, Any], overwrite: bool
+) -> TrainResult | None:
+    """Make `output` this run's directory (before any model is loaded, so a refusal is quick).
+
+    Returns the recorded result when `output` already holds this run, finished with the same
+    `target` (max_steps / epochs), and its model: a rerun then has nothing to train. Else a
+    replaced run's checkpoints are discarded (`overwrite`, see `check_output`), this run's
+    fingerprint recorded, and None returned. A longer target continues the run from its last
+    checkpoint.
+    """
+    replacing = check_output(output, fingerprint, overwrite)
+    record = output / RUN_FILE
+    if replacing:
+        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(output / ADAPTER, ignore_errors=True)
+    elif record.exists():
+        previous = json.loads(record.read_text()).get("result")
+        if previous and previous.get("target") == target and (output / "config.json").exists():
+            done = TrainResult.from_dict(previous)
+            done.already_done = True
+            return done
     output.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"fingerprint": fingerprint, "result": None}, indent=2))
+    return None
 
 
 def last_checkpoint(output: Path) -> str | None:
@@ -108,6 +149,7 @@ def train_and_save(
     data: Path,
     rows: int,
     output: Path,
+    target: dict[str, Any],
 ) -> TrainResult:
     """Train (resuming from the last checkpoint in `output`), save the model and tokenizer,
     write the run record and the loss curve. `trainer` is a TRL trainer built on
@@ -142,6 +184,7 @@ def train_and_save(
         seconds=round(seconds, 2),
         precision=loaded.precision,
         lora=lora,
+        target=target,
         resumed_from=resume,
         metrics={k: float(v) for k, v in outcome.metrics.items() if isinstance(v, int | float)},
     )

@@ -8,11 +8,12 @@ block with several rows (best-fit, padding-free, sequences kept apart by their p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mathsynth.train_settings import TrainSettings
 from mathsynth.training.data import SFT_COLUMNS, load_table, sample_rows
 from mathsynth.training.models import load_model, lora_config
-from mathsynth.training.runner import TrainResult, claim_output, train_and_save
+from mathsynth.training.runner import TrainResult, start_run, train_and_save
 from mathsynth.training.trl_args import common_args
 
 
@@ -30,19 +31,29 @@ def fingerprint(data: Path, model: str, settings: TrainSettings) -> dict[str, ob
 
 
 def run_sft(
-    data: Path, model: str, output: Path, settings: TrainSettings, *, overwrite: bool = False
+    data: Path,
+    model: str,
+    output: Path,
+    settings: TrainSettings,
+    *,
+    overwrite: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
-    """Fine-tune `model` on the sft rows of the dataset `data`, into `output`.
+    """Fine-tune `model` on the sft rows of the dataset `data`, into `output`; `callbacks`
+    are transformers TrainerCallbacks (progress, timing).
 
     Failure modes: InputFileError (no dataset / no sft rows), OutputDirError (see
-    `runner.claim_output`), ModelError (model cannot be loaded), ConfigError (precision).
+    `runner.check_output`), ModelError (model cannot be loaded), ConfigError (precision).
     """
     from trl import SFTConfig, SFTTrainer
 
     dataset = sample_rows(
         load_table(data, "sft", SFT_COLUMNS), settings.sft.max_rows, settings.seed
     )
-    claim_output(output, fingerprint(data, model, settings), overwrite)
+    target = {"max_steps": settings.sft.max_steps, "epochs": settings.sft.epochs}
+    done = start_run(output, fingerprint(data, model, settings), target, overwrite)
+    if done is not None:
+        return done
     loaded = load_model(model, settings.precision)
     args = SFTConfig(
         **common_args(settings, settings.sft, loaded.precision, output),
@@ -55,7 +66,15 @@ def run_sft(
         train_dataset=dataset,
         processing_class=loaded.tokenizer,
         peft_config=lora_config(settings.lora),
+        callbacks=callbacks,
     )
     return train_and_save(
-        trainer, loaded, stage="sft", model=model, data=data, rows=len(dataset), output=output
+        trainer,
+        loaded,
+        stage="sft",
+        model=model,
+        data=data,
+        rows=len(dataset),
+        output=output,
+        target=target,
     )

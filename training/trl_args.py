@@ -34,5 +34,13 @@ def common_args(
         "save_total_limit": 2,
         "seed": settings.seed,
         "report_to": settings.report_to or "none",
+        # Pinned host memory only helps copies to a GPU (and warns without one).
+        "dataloader_pin_memory": _has_gpu(),
         **precision_args(precision),
     }
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
