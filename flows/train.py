@@ -30,12 +30,15 @@ def check_train_inputs(
 ) -> None:
     """What can be refused before a flow run starts (the flow checks again): an unknown
     stage, a dataset without the stage's shards, an output directory that may not receive
-    the run. Failure modes: ConfigError, InputFileError, OutputDirError."""
+    the run, a model directory that does not exist. Failure modes: ConfigError,
+    InputFileError, OutputDirError, ModelError."""
     from mathsynth.training import data as tables
+    from mathsynth.training.models import check_model_name
     from mathsynth.training.runner import check_output
 
     fingerprint = _stage_module(stage).fingerprint
     tables.shard_files(Path(data), stage)
+    check_model_name(model)
     config = TrainSettings.model_validate(settings)
     check_output(Path(output), fingerprint(Path(data), model, config), overwrite)
 
@@ -103,11 +106,14 @@ def check_eval_inputs(
     model: str, benchmark: str, settings: dict[str, Any], out: str | None
 ) -> None:
     """Refuse an unreadable or empty benchmark and an unwritable results path before the
-    flow starts (the flow checks again). Failure modes: InputFileError, OutputDirError."""
+    flow starts (the flow checks again), and a model directory that does not exist.
+    Failure modes: InputFileError, OutputDirError, ModelError."""
     from mathsynth.storage.output_dir import check_writable
     from mathsynth.training.benchmark import read_benchmark
     from mathsynth.training.evaluate import default_results_path
+    from mathsynth.training.models import check_model_name
 
+    check_model_name(model)
     config = TrainSettings.model_validate(settings)
     bench = read_benchmark(benchmark, config.eval.split, max_items=1)
     results = Path(out) if out else default_results_path(model, bench.name)

@@ -231,6 +231,20 @@ def test_dataset_without_dpo_shards_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(proc, "no dpo shards", "mathsynth build --out")
 
 
+def test_missing_model_directory_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "ds" / "sft").mkdir(parents=True)
+    (tmp_path / "ds" / "sft" / "part-00000.parquet").write_bytes(b"")
+    out = tmp_path / "o"
+    proc = mathsynth(
+        "train", "sft", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "nomodel"),
+        "--output", str(out),
+    )  # fmt: skip
+    assert_one_line_error(proc, "cannot load model", "no such directory")
+    assert not out.exists()
+    proc = mathsynth("eval", "--model", "./nomodel", "--benchmark", "b.jsonl", cwd=tmp_path)
+    assert_one_line_error(proc, "'./nomodel'", "no such directory")
+
+
 def test_unknown_loss_is_a_usage_error(tmp_path: Path) -> None:
     proc = mathsynth(
         "train", "dpo", "--data", "d", "--model", "m", "--output", "o", "--loss", "hinge"

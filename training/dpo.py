@@ -51,9 +51,9 @@ def run_dpo(
     dataset = load_table(data, "dpo", RISE_COLUMNS if rise else DPO_COLUMNS)
     dataset = sample_rows(dataset, settings.dpo.max_rows, settings.seed)
     target = {"max_steps": settings.dpo.max_steps, "epochs": settings.dpo.epochs}
-    done = start_run(output, fingerprint(data, model, settings), target, overwrite)
-    if done is not None:
-        return done
+    start = start_run(output, fingerprint(data, model, settings), target, overwrite)
+    if start.finished is not None:
+        return start.finished
     loaded = load_model(model, settings.precision)
     args = DPOConfig(
         **common_args(settings, settings.dpo, loaded.precision, output),
@@ -84,10 +84,9 @@ def run_dpo(
     return train_and_save(
         trainer,
         loaded,
+        start,
         stage="dpo",
         model=model,
         data=data,
         rows=len(dataset),
-        output=output,
-        target=target,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from mathsynth.errors import ConfigError, ModelError
@@ -60,6 +61,7 @@ def load_model(name: str, precision: str = "auto", *, for_training: bool = True)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model_name(name)
     resolved = resolve_precision(precision)
     dtype = torch.bfloat16 if resolved == "bf16" else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
@@ -96,6 +98,16 @@ def lora_config(settings: LoRASettings) -> Any:
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a model meant as a local directory (a Hub id is `name` or `org/name`; anything
+    else is a path) that does not exist, before anything is loaded or downloaded.
+    Failure modes: ModelError."""
+    path = Path(name).expanduser()
+    meant_as_path = name.startswith(("/", ".", "~")) or name.count("/") > 1 or path.exists()
+    if meant_as_path and not path.is_dir():
+        raise ModelError(f"cannot load model {name!r}: no such directory")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -106,31 +106,45 @@ def check_output(output: Path, fingerprint: dict[str, Any], overwrite: bool) -> 
     return True
 
 
+@dataclass
+class RunStart:
+    """What `start_run` found: a finished run to return as is, or a run to (re)start."""
+
+    output: Path
+    fingerprint: dict[str, Any]
+    target: dict[str, Any]
+    replacing: bool  # `output` holds another run that --overwrite replaces
+    finished: TrainResult | None
+
+
 def start_run(
     output: Path, fingerprint: dict[str, Any], target: dict[str, Any], overwrite: bool
-) -> TrainResult | None:
-    """Make `output` this run's directory (before any model is loaded, so a refusal is quick).
-
-    Returns the recorded result when `output` already holds this run, finished with the same
-    `target` (max_steps / epochs), and its model: a rerun then has nothing to train. Else a
-    replaced run's checkpoints are discarded (`overwrite`, see `check_output`), this run's
-    fingerprint recorded, and None returned. A longer target continues the run from its last
-    checkpoint.
+) -> RunStart:
+    """Decide what to do with `output`, writing nothing (see `check_output`): `finished` is
+    the recorded result when it already holds this run, finished with the same `target`
+    (max_steps / epochs), and its model, so a rerun has nothing to train. A longer target
+    continues the run from its last checkpoint. The directory is claimed only by
+    `train_and_save`, once model and trainer are built: a bad --model leaves nothing behind.
     """
     replacing = check_output(output, fingerprint, overwrite)
     record = output / RUN_FILE
-    if replacing:
-        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
-        shutil.rmtree(output / ADAPTER, ignore_errors=True)
-    elif record.exists():
+    finished = None
+    if not replacing and record.exists():
         previous = json.loads(record.read_text()).get("result")
         if previous and previous.get("target") == target and (output / "config.json").exists():
-            done = TrainResult.from_dict(previous)
-            done.already_done = True
-            return done
-    output.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"fingerprint": fingerprint, "result": None}, indent=2))
-    return None
+            finished = TrainResult.from_dict(previous)
+            finished.already_done = True
+    return RunStart(output, fingerprint, target, replacing, finished)
+
+
+def _claim(start: RunStart) -> None:
+    """Discard a replaced run's checkpoints and record this run's fingerprint."""
+    if start.replacing:
+        shutil.rmtree(start.output / CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(start.output / ADAPTER, ignore_errors=True)
+    start.output.mkdir(parents=True, exist_ok=True)
+    record = {"fingerprint": start.fingerprint, "result": None}
+    (start.output / RUN_FILE).write_text(json.dumps(record, indent=2))
 
 
 def last_checkpoint(output: Path) -> str | None:
@@ -143,20 +157,22 @@ def last_checkpoint(output: Path) -> str | None:
 def train_and_save(
     trainer: Any,
     loaded: LoadedModel,
+    start: RunStart,
     *,
     stage: str,
     model: str,
     data: Path,
     rows: int,
-    output: Path,
-    target: dict[str, Any],
 ) -> TrainResult:
-    """Train (resuming from the last checkpoint in `output`), save the model and tokenizer,
-    write the run record and the loss curve. `trainer` is a TRL trainer built on
-    `loaded.model` with `output_dir=output/checkpoints`; `rows` the dataset rows it trains
-    on (before packing)."""
+    """Claim `start.output`, train (resuming from its last checkpoint), save the model and
+    tokenizer, write the run record and the loss curve. `trainer` is a TRL trainer built on
+    `loaded.model` with `output_dir=<output>/checkpoints`; `rows` the dataset rows it trains
+    on (before packing). A run stopped after its last checkpoint but before its record was
+    written trains one step more when rerun (transformers resumes at max_steps that way)."""
     from peft import PeftModel
 
+    output = start.output
+    _claim(start)
     resume = last_checkpoint(output)
     started = time.perf_counter()
     outcome = trainer.train(resume_from_checkpoint=resume)
@@ -184,7 +200,7 @@ def train_and_save(
         seconds=round(seconds, 2),
         precision=loaded.precision,
         lora=lora,
-        target=target,
+        target=start.target,
         resumed_from=resume,
         metrics={k: float(v) for k, v in outcome.metrics.items() if isinstance(v, int | float)},
     )

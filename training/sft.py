@@ -51,9 +51,9 @@ def run_sft(
         load_table(data, "sft", SFT_COLUMNS), settings.sft.max_rows, settings.seed
     )
     target = {"max_steps": settings.sft.max_steps, "epochs": settings.sft.epochs}
-    done = start_run(output, fingerprint(data, model, settings), target, overwrite)
-    if done is not None:
-        return done
+    start = start_run(output, fingerprint(data, model, settings), target, overwrite)
+    if start.finished is not None:
+        return start.finished
     loaded = load_model(model, settings.precision)
     args = SFTConfig(
         **common_args(settings, settings.sft, loaded.precision, output),
@@ -71,10 +71,9 @@ def run_sft(
     return train_and_save(
         trainer,
         loaded,
+        start,
         stage="sft",
         model=model,
         data=data,
         rows=len(dataset),
-        output=output,
-        target=target,
     )
