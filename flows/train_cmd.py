@@ -65,7 +65,8 @@ def _train(
     check_train_inputs(stage, str(data), model, str(output), settings, overwrite)
     result = train_flow(stage, str(data), model, str(output), settings, overwrite)
     first, last = result["first_loss"], result["last_loss"]
-    losses = f"loss {first:.4f} → {last:.4f} (first → last logged step)" if first else "no loss"
+    logged = first is not None and last is not None
+    losses = f"loss {first:.4f} → {last:.4f} (first → last logged step)" if logged else "no loss"
     if result["already_done"]:
         head = f"{stage}: already trained ({result['steps']} steps on {result['rows']} rows)"
         tail = "nothing to do (--overwrite trains it again, a larger --max-steps continues it)"

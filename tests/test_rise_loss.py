@@ -158,3 +158,39 @@ def test_rise_loss_is_dpo_on_span_weighted_log_ratios(tiny: Path, tmp_path: Path
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
     unweighted = _weighted_logps(trainer.model, batch, torch.ones_like(weights))
     assert not torch.allclose(unweighted, policy)  # the weights did change the objective
+
+
+@pytest.mark.parametrize("task", ["CAUSAL_LM", None])  # PeftModelForCausalLM, PeftModel
+def test_with_lora_the_reference_is_the_disabled_adapter(
+    tiny: Path, tmp_path: Path, task: str | None
+) -> None:
+    """Under PEFT the weights must apply once to the policy forward and once to the
+    reference forward (the same module, adapter disabled)."""
+    from peft import LoraConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    collator = WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=256)
+    trainer = RiseDPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny),
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_list(_rows()),
+        processing_class=tokenizer,
+        data_collator=collator,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type=task),
+        span_weight=3.0,
+    )
+    torch.manual_seed(2)
+    with torch.no_grad():  # LoRA's B starts at zero: move it so policy and reference differ
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    batch = _batch(trainer)
+    weights = batch["token_weights"].clone()
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+    policy = _weighted_logps(trainer.model, batch, weights)
+    with trainer.model.disable_adapter():
+        reference = _weighted_logps(trainer.model, batch, weights)
+    chosen, rejected = (policy - reference).chunk(2)
+    expected = -F.logsigmoid(trainer.beta * (chosen - rejected)).mean()
+    assert abs(expected.item() - 0.6931) > 1e-3
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)

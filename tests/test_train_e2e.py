@@ -157,6 +157,33 @@ def test_a_rerun_resumes_a_finished_run_does_nothing(
     assert longer.losses[:2] == first.losses  # steps 1-2 come from the checkpoint's history
 
 
+def test_lora_saves_the_adapter_and_a_merged_model(
+    small_build: Path, tiny_model: Path, work: Path
+) -> None:
+    """In process: `--lora` trains a peft adapter; the output is the base with it merged in
+    (loads with from_pretrained / vLLM), and the adapter alone in adapter/."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mathsynth.train_settings import TrainSettings
+    from mathsynth.training.sft import run_sft
+
+    settings = TrainSettings.model_validate(
+        {"sft": {"max_steps": 2, "max_rows": 16, "max_length": 128, "learning_rate": 1e-2},
+         "lora": {"enabled": True, "r": 4}, "gradient_checkpointing": False}
+    )  # fmt: skip
+    out = work / "lora"
+    result = run_sft(small_build, str(tiny_model), out, settings)
+    assert result.lora and result.steps == 2
+    assert (out / "adapter" / "adapter_config.json").exists()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    merged = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert set(merged) == set(base)  # a plain model: no lora_A / lora_B left
+    changed = {k for k in base if not torch.equal(base[k], merged[k])}
+    assert any("q_proj" in k for k in changed)  # the adapter's update is merged in
+    assert not any("embed_tokens" in k or "norm" in k for k in changed)  # only adapted layers
+
+
 def test_another_run_into_the_same_output_is_refused(
     env: dict[str, str], work: Path, sft: Path, small_build: Path
 ) -> None:

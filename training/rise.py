@@ -144,12 +144,13 @@ class RiseDPOTrainer(DPOTrainer):
 
     def _hooked_modules(self, model: Any) -> list[Any]:
         """The modules whose forward every policy / reference forward passes through once:
-        the unwrapped policy (for PEFT its tuner, which `disable_adapter` reference forwards
-        also call) and a separate reference model."""
+        the policy's causal LM (under PEFT the base model inside the adapter wrappers, which
+        the reference forwards with the adapter disabled also reach; the wrappers themselves
+        are not all called through `__call__`) and a separate reference model."""
         from accelerate.utils import is_peft_model
 
         unwrapped = self.accelerator.unwrap_model(model)
-        modules = [unwrapped.base_model if is_peft_model(unwrapped) else unwrapped]
+        modules = [unwrapped.get_base_model() if is_peft_model(unwrapped) else unwrapped]
         if self.ref_model is not None:
             modules.append(self.ref_model)
         return modules

@@ -73,37 +73,47 @@ class TrainResult:
 
 def check_output(output: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
     """Whether `output` may receive this run (read-only); True when it holds another run
-    that `overwrite` allows to replace.
+    to replace (allowed by `overwrite`, or by that run having saved nothing yet).
 
     Failure modes: OutputDirError for a path that cannot be a writable directory, a non-empty
-    directory that holds no mathsynth training run, or one that holds another run (without
-    `overwrite`).
+    directory that holds no mathsynth training run, or one that holds another run with a
+    checkpoint or a result (without `overwrite`).
     """
     try:
         check_writable(output)
     except OutputDirError as exc:  # its message names build's flag
         raise OutputDirError(str(exc).replace("--out ", "--output ", 1)) from None
     record = output / RUN_FILE
-    if output.exists() and any(output.iterdir()) and not record.exists():
-        raise OutputDirError(
-            f"--output {output}: not empty and holds no mathsynth training run; choose "
-            "an empty or new directory"
-        )
     if not record.exists():
+        # An empty checkpoints/ is what a run that failed while starting leaves behind.
+        foreign = [
+            p for p in (output.iterdir() if output.is_dir() else [])
+            if not (p.name == CHECKPOINTS and not _has_checkpoint(output))
+        ]  # fmt: skip
+        if foreign:
+            raise OutputDirError(
+                f"--output {output}: not empty and holds no mathsynth training run; choose "
+                "an empty or new directory"
+            )
         return False
     try:
-        previous = json.loads(record.read_text()).get("fingerprint") or {}
+        saved = json.loads(record.read_text())
+        previous, result = saved.get("fingerprint") or {}, saved.get("result")
     except (ValueError, AttributeError):
-        previous = {}
+        previous, result = {}, None
     if previous == fingerprint:
         return False
-    if not overwrite:
+    if not overwrite and (result is not None or _has_checkpoint(output)):
         differs = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
         raise OutputDirError(
             f"--output {output}: holds another run (different {', '.join(differs)}); "
             "pass --overwrite to replace it or choose another directory"
         )
     return True
+
+
+def _has_checkpoint(output: Path) -> bool:
+    return any((output / CHECKPOINTS).glob("checkpoint-*"))
 
 
 @dataclass
