@@ -95,6 +95,11 @@ def _generate_transformers(
         if settings.temperature > 0
         else {"do_sample": False}
     )
+    bar = None
+    if progress is None:  # the terminal's progress bar (tqdm comes with transformers)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(prompts), desc="generating", unit="answer")
     done = 0
     for start in range(0, len(order), settings.batch_size):
         batch = order[start : start + settings.batch_size]
@@ -117,4 +122,8 @@ def _generate_transformers(
         done += len(batch)
         if progress is not None:
             progress(done, len(prompts))
+        elif bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     return completions
