@@ -4,6 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TRAIN_STAMP := $(VENV)/.installed-train
+# The `train` extra (torch, transformers, trl, peft) for `mathsynth train` / `eval` and their
+# tests. torch first, pinned to the CPU build these machines keep on local disk: an unpinned
+# torch resolves to a CUDA build of several GB. Override on a GPU box: make test TORCH=torch
+TORCH ?= torch==2.13.0
 
 .PHONY: build test lint bench clean
 
@@ -13,10 +18,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+$(TRAIN_STAMP): $(STAMP)
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev,train]"
+	touch $(TRAIN_STAMP)
+
 build: $(STAMP)
 	$(VENV)/bin/mathsynth build
 
-test: $(STAMP)
+test: $(STAMP) $(TRAIN_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -rs
 

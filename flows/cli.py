@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mathsynth import registry
@@ -18,6 +19,7 @@ from mathsynth.flows.deploy import deploy_command
 from mathsynth.flows.prompts_cmd import prompts_app
 from mathsynth.flows.report_cmd import report_command
 from mathsynth.flows.sandbox_cmd import sandbox_app
+from mathsynth.flows.train_cmd import eval_command, train_app
 from mathsynth.flows.verify_cmd import verify_app
 
 app = typer.Typer(
@@ -235,6 +237,8 @@ app.command(
     name="decouple", help="GSM8K-style seeds -> number-independent templates (JSONL) or a reason."
 )(decouple_command)
 app.add_typer(prompts_app, name="prompts", help="List, show and export the LLM prompt templates.")
+app.add_typer(train_app, name="train", help="Fine-tune on a build's shards (SFT, DPO) with TRL.")
+app.command(name="eval", help="Score a model on a benchmark: accuracy with a 95% CI.")(eval_command)
 
 
 def _click_exception() -> type[Exception]:
@@ -258,7 +262,8 @@ def main() -> None:
     try:
         app(standalone_mode=False, prog_name="mathsynth")
     except MathsynthError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Escaped: a message may hold brackets ("pip install 'mathsynth[train]'").
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]; rerun the same command to resume")

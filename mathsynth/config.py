@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from mathsynth import registry
 from mathsynth.errors import ConfigError, InputFileError
+from mathsynth.train_settings import TrainSettings
 
 # The YAML file of the config being loaded (read by `settings_customise_sources`).
 _YAML_FILE: ContextVar[Path | None] = ContextVar("mathsynth_config_file", default=None)
@@ -229,6 +230,7 @@ class BuildConfig(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)  # `mathsynth train` / `eval`
 
     @field_validator("generators", mode="before")
     @classmethod
@@ -297,6 +299,7 @@ class BuildConfig(BaseSettings):
                 "sandbox": {"workers", "recycle_after"},
                 "runner": True,
                 "schedule": True,
+                "train": True,  # training settings do not change what a build makes
             },
         )
         # Not the folder's path but what is in it: an edited prompt is another build.

@@ -38,3 +38,8 @@ class MissingDependencyError(MathsynthError):
         super().__init__(
             f"{stage} needs the package '{package}': pip install {pip_name or package}"
         )
+
+
+class ModelError(MathsynthError):
+    """A model or tokenizer cannot be loaded, or does not fit the task (no chat template, a
+    chat template that rewrites the text it renders, a tokenizer without offsets)."""

@@ -27,6 +27,15 @@ from mathsynth.seeds import SeedTask
 In = TypeVar("In")
 
 
+def check_requires(who: str, requires: Iterable[tuple[str, str]]) -> None:
+    """Raise MissingDependencyError naming `who` and the pip command for the first of the
+    (import name, pip name) pairs that is not installed. Shared by stages and by commands
+    that need an optional extra (`mathsynth train`)."""
+    for module, pip_name in requires:
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(who, module, pip_name)
+
+
 class Stage(Generic[In]):
     """Base class of every generator and verifier stage.
 
@@ -47,9 +56,7 @@ class Stage(Generic[In]):
     @classmethod
     def check_requirements(cls) -> None:
         """Raise MissingDependencyError with a pip hint if an optional package is missing."""
-        for module, pip_name in cls.requires:
-            if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(cls.name, module, pip_name)
+        check_requires(cls.name, cls.requires)
 
     def stat_update(self, key: str, value: int = 1) -> None:
         self.stats[key] += value

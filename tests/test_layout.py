@@ -30,7 +30,15 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGE_DIRS: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
 # Lower layers never import higher ones; storage and verifiers share a layer and do not
 # import each other.
-LAYERS = {"mathsynth": 0, "storage": 1, "verifiers": 1, "generators": 2, "executor": 3, "flows": 4}
+LAYERS = {
+    "mathsynth": 0,
+    "storage": 1,
+    "verifiers": 1,
+    "generators": 2,
+    "executor": 3,
+    "training": 3,
+    "flows": 4,
+}
 
 
 def _folder_of(package: str) -> str:

@@ -38,19 +38,29 @@ _Row = tuple[int, dict[str, Any] | InputFileError]
 _HUB_ID_RE = re.compile(r"^[\w.-]+(?:/[\w.-]+)?(?::[\w.-]+)?$")
 
 
-def read_seeds(source: str | Path, max_seeds: int | None = None) -> Iterator[Seed | Rejection]:
+def read_seeds(
+    source: str | Path,
+    max_seeds: int | None = None,
+    split: str | None = None,
+    *,
+    check_annotations: bool = True,
+) -> Iterator[Seed | Rejection]:
     """Seeds from `source`, with a Rejection for every malformed row, in source order.
 
     `source` is a .jsonl/.json file, a .parquet file, a directory (a `save_to_disk` dataset,
-    or Parquet / JSONL files), or a Hugging Face dataset id `name[:config]` (train split).
-    At most `max_seeds` Seeds are yielded (Rejections do not count).
+    or Parquet / JSONL files), or a Hugging Face dataset id `name[:config]`. Of a dataset
+    with splits, `split` is read (default: train, else the first split); benchmarks pass
+    "test". At most `max_seeds` Seeds are yielded (Rejections do not count). A GSM8K row
+    with a broken `<<...>>` annotation is rejected unless `check_annotations` is False (a
+    benchmark needs only the question and the `####` answer).
 
     Failure modes: InputFileError for a missing path that is not a dataset id, a file that is
-    not JSONL at all, an unreadable Parquet file or a dataset that cannot be loaded.
+    not JSONL at all, an unreadable Parquet file, a dataset that cannot be loaded or that
+    lacks the requested split.
     """
     label = str(source)
-    rows = _rows(source)
-    parsed = (_parse_row(label, line, row) for line, row in rows)
+    rows = _rows(source, split)
+    parsed = (_parse_row(label, line, row, check_annotations) for line, row in rows)
     if max_seeds is None:
         yield from parsed
         return
@@ -63,16 +73,16 @@ def read_seeds(source: str | Path, max_seeds: int | None = None) -> Iterator[See
         yield item
 
 
-def _rows(source: str | Path) -> Iterator[_Row]:
+def _rows(source: str | Path, split: str | None = None) -> Iterator[_Row]:
     path = Path(source)
     if path.is_dir():
-        return _directory_rows(path)
+        return _directory_rows(path, split)
     if path.exists():
         return _file_rows(path)
     text = str(source)
     if path.suffix.lower() in {".jsonl", ".json", ".parquet"} or not _HUB_ID_RE.match(text):
         raise InputFileError(path, "no such file")
-    return _hub_rows(text)
+    return _hub_rows(text, split)
 
 
 def _file_rows(path: Path) -> Iterator[_Row]:
@@ -115,7 +125,7 @@ def _parquet_rows(path: Path) -> Iterator[_Row]:
     return _numbered(row for batch in parquet.iter_batches() for row in batch.to_pylist())
 
 
-def _directory_rows(path: Path) -> Iterator[_Row]:
+def _directory_rows(path: Path, split: str | None = None) -> Iterator[_Row]:
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
         import datasets
 
@@ -123,7 +133,7 @@ def _directory_rows(path: Path) -> Iterator[_Row]:
             loaded = datasets.load_from_disk(str(path))
         except Exception as exc:  # datasets raises FileNotFoundError, ValueError, ...
             raise InputFileError(path, f"cannot load dataset ({exc})") from None
-        return _numbered(_train_split(loaded, path))
+        return _numbered(_split_rows(loaded, path, split))
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".parquet", ".jsonl"})
     if not files:
         raise InputFileError(path, "directory holds no dataset, .parquet or .jsonl files")
@@ -136,25 +146,28 @@ def _chained(files: list[Path]) -> Iterator[_Row]:
         yield from _file_rows(file)
 
 
-def _hub_rows(dataset_id: str) -> Iterator[_Row]:
+def _hub_rows(dataset_id: str, split: str | None = None) -> Iterator[_Row]:
     import datasets
 
     name, _, config = dataset_id.partition(":")
     try:
-        loaded = datasets.load_dataset(name, config or None, split="train")
+        loaded = datasets.load_dataset(name, config or None, split=split or "train")
     except Exception as exc:  # network, auth and unknown-dataset errors all end here
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputFileError(dataset_id, f"cannot load dataset ({message})") from None
-    return _numbered(_train_split(loaded, Path(dataset_id)))
+    return _numbered(_split_rows(loaded, Path(dataset_id), split))
 
 
-def _train_split(loaded: Any, label: Path) -> Iterable[dict[str, Any]]:
-    """The rows of a Dataset, or of the "train" split (else the first) of a DatasetDict."""
+def _split_rows(loaded: Any, label: Path, split: str | None = None) -> Iterable[dict[str, Any]]:
+    """The rows of a Dataset, or of one split of a DatasetDict: `split` (which must exist),
+    else "train", else the first."""
     if isinstance(loaded, dict):  # DatasetDict and IterableDatasetDict are dicts of splits
         splits = list(loaded.keys())
         if not splits:
             raise InputFileError(label, "dataset has no splits")
-        loaded = loaded["train" if "train" in splits else splits[0]]
+        if split is not None and split not in splits:
+            raise InputFileError(label, f"dataset has no split {split!r} ({', '.join(splits)})")
+        loaded = loaded[split or ("train" if "train" in splits else splits[0])]
     return iter(loaded)
 
 
@@ -179,12 +192,14 @@ def _why(error: InputFileError | dict[str, Any]) -> str:
     return text
 
 
-def _parse_row(label: str, line: int, row: dict[str, Any] | InputFileError) -> Seed | Rejection:
+def _parse_row(
+    label: str, line: int, row: dict[str, Any] | InputFileError, check_annotations: bool = True
+) -> Seed | Rejection:
     if isinstance(row, InputFileError):
         return _reject(label, line, "malformed_row", _why(row), {"line": line})
     record = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool, type(None)))}
     if "question" in row:
-        return _gsm8k_seed(label, line, row, record)
+        return _gsm8k_seed(label, line, row, record, check_annotations)
     if "problem" in row:
         return _math_seed(label, line, row, record)
     return _reject(
@@ -204,7 +219,7 @@ def _seed_id(row: dict[str, Any], *content: str) -> str:
 
 
 def _gsm8k_seed(
-    label: str, line: int, row: dict[str, Any], record: dict[str, Any]
+    label: str, line: int, row: dict[str, Any], record: dict[str, Any], check_annotations: bool
 ) -> Seed | Rejection:
     question, solution = _text(row, "question"), _text(row, "answer")
     if question is None or solution is None:
@@ -216,7 +231,8 @@ def _gsm8k_seed(
     if final is None or not final["answer"]:
         return _reject(label, line, "missing_final_answer", "answer has no '#### N' line", record)
     try:
-        find_annotations(solution)
+        if check_annotations:
+            find_annotations(solution)
     except AnnotationError as exc:
         return _reject(label, line, "bad_annotation", str(exc), record)
     return Seed(
