@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 
 import pytest
@@ -94,8 +96,9 @@ def test_prefect_yaml_registers_the_same_deployment() -> None:
     """`prefect deploy --all` with the repo's prefect.yaml and `mathsynth deploy` agree."""
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     assert spec["pull"] == []
-    (deployment,) = spec["deployments"]
+    by_name = {d["name"]: d for d in spec["deployments"]}
     defaults = BuildConfig()
+    deployment = by_name[f"nightly-{defaults.name}"]
     assert deployment["name"] == f"nightly-{defaults.name}"
     assert deployment["entrypoint"] == ENTRYPOINT
     assert deployment["work_pool"]["name"] == defaults.schedule.work_pool
@@ -104,3 +107,10 @@ def test_prefect_yaml_registers_the_same_deployment() -> None:
         {"cron": defaults.schedule.cron, "timezone": defaults.schedule.timezone}
     ]
     assert set(deployment["parameters"]) == {"config_path", "overrides"}
+    # The on-demand training loop: a module entrypoint too (no host path), and it resolves.
+    loop = by_name["build-train-eval"]
+    assert loop["work_pool"]["job_variables"] == JOB_VARIABLES
+    module, _, attr = loop["entrypoint"].rpartition(".")
+    flow_obj = getattr(importlib.import_module(module), attr)
+    assert flow_obj.name == "mathsynth-build-train-eval"
+    assert set(loop["parameters"]) <= set(inspect.signature(flow_obj.fn).parameters)
