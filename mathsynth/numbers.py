@@ -177,3 +177,19 @@ def answer_type_of(answer: str) -> str:
     if re.fullmatch(r"-?\d+/\d+", text):
         return "fraction"
     return "exact"
+
+
+def answer_fits_type(answer: str, answer_type: str) -> bool:
+    """Whether `answer` is written the way `format_answer` writes its type: "13" is a valid
+    decimal, fraction or exact answer (whole values are written as integers), "13.0" is
+    none, "13.00" only money."""
+    written = answer_type_of(answer)
+    if answer_type == "exact":
+        return bool(answer.strip())
+    allowed = {
+        "int": ("int",),
+        "decimal": ("int", "decimal", "money") if not answer.endswith("0") else ("int",),
+        "money": ("money",),
+        "fraction": ("int", "fraction"),
+    }.get(answer_type, ())
+    return written in allowed

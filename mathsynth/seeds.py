@@ -164,6 +164,9 @@ class SeedSpec(BaseModel):
     answer_type: AnswerType = "int"
     answer: str
     result: AnswerSpec | None = None
+    # Library templates write LaTeX braces as they are; specs made in code (decoupled dataset
+    # seeds) escape literal braces as {{ }} the way str.format does.
+    literal_braces: bool = False
 
     @model_validator(mode="before")
     @classmethod

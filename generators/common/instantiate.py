@@ -161,8 +161,12 @@ def render_variant(
     scope["answer"] = answer
     try:
         drawn = dict(roles) if roles is not None else draw_roles(spec.pools, rng, avoid=avoid)
-        question = fill(spec.questions[k], values, kinds=spec.quantity, roles=drawn)
-        steps = fill(spec.solution, scope, kinds=spec.quantity, roles=drawn).strip()
+        escapes = not spec.literal_braces
+        question = fill(
+            spec.questions[k], values, kinds=spec.quantity, roles=drawn, escapes=escapes
+        )
+        steps = fill(spec.solution, scope, kinds=spec.quantity, roles=drawn, escapes=escapes)
+        steps = steps.strip()
     except (KeyError, IndexError, ValueError) as exc:
         return "template_slot_missing", f"template slot {exc} has no value"
     solution = f"{steps}\n{answer_line(answer, spec.answer_type)}"

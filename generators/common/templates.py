@@ -16,9 +16,10 @@ Fields (`name` is a variable, a local of solution(), `answer`, or a pool role):
                   he/him/his/his/himself) and name; thing: noun plural a the the_plural and
                   any field of the entry. Capitalised attr capitalises: {person.They}, {fruit.A}
 
-`{{` and `}}` are literal braces; a `{...}` that is not a field name is left as it is when it
-follows LaTeX (`\\sqrt{x}`, `x^{2}`, `\\frac{1}{2}`), so MATH-style text needs no escaping, and
-a value may sit inside LaTeX braces: `\\frac{{a}}{{b}}` -> `\\frac{3}{4}`.
+A `{...}` that is not a field name is left as it is when it follows LaTeX (`\\sqrt{x}`,
+`x^{2}`, `\\frac{1}{2}`), so MATH-style text needs no escaping, and a value may sit inside
+LaTeX braces: `\\frac{{a}}{{b}}` -> `\\frac{3}{4}`. Templates made in code (decoupled dataset
+seeds) escape literal braces as `{{` `}}`, as str.format does (`escapes=True`).
 """
 
 from __future__ import annotations
@@ -76,11 +77,14 @@ def fill(
     *,
     kinds: QuantityLookup | None = None,
     roles: Mapping[str, PoolItem] | None = None,
+    escapes: bool = True,
 ) -> str:
     """Fill every field of `template` (see the module docstring).
 
     `kinds(name)` gives the declared quantity of a name (kind, unit, noun: a
-    `mathsynth.seeds.QuantityFields`) or None; `roles` the pool draws.
+    `mathsynth.seeds.QuantityFields`) or None; `roles` the pool draws. With `escapes`
+    (str.format style, for templates made in code) `{{` and `}}` become single braces;
+    library templates keep every brace as written (LaTeX).
 
     Failure modes: KeyError naming a field whose name has no value (and is not a LaTeX
     argument), whose role lacks the attribute, or `{x:n}` on a name with no declared kind;
@@ -98,7 +102,8 @@ def fill(
         out.append(_render(f, values, kinds, roles))
         pos = f.end
     out.append(template[pos:])
-    return "".join(out).replace("{{", "{").replace("}}", "}")
+    text = "".join(out)
+    return text.replace("{{", "{").replace("}}", "}") if escapes else text
 
 
 def _render(

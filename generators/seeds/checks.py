@@ -80,6 +80,9 @@ def static_problems(spec: SeedSpec, pools: Mapping[str, Pool]) -> list[str]:
         where = f"questions[{k}]"
         problems.extend(_field_problems(spec, question, where, roles, in_question=True))
         used = {f.name for f in fields_of(question)}
+        if spec.pools and not used & set(spec.pools):
+            # A phrasing without a pool role reads the same in every variant.
+            add(f"{where}: uses none of the pool roles {sorted(spec.pools)}")
         for name in spec.variables:
             if name not in used:
                 add(f"{where}: does not mention variable {name}")
@@ -88,13 +91,21 @@ def static_problems(spec: SeedSpec, pools: Mapping[str, Pool]) -> list[str]:
                 forms = [f for f in fields_of(question) if f.name == name]
                 if len(forms) != 1 or forms[0].spec != "n" or forms[0].word:
                     add(f"{where}: linkable {name} must appear exactly once, as {{{name}:n}}")
+                elif re.match(
+                    r"\s+(?:of|long|wide|high|tall|deep|apart|away)\b", question[forms[0].end :]
+                ):
+                    # "{x:n} of flour" or "{x:n} long": another problem's phrase cannot stand there
+                    add(f"{where}: linkable {{{name}:n}} is qualified by what follows it")
     problems.extend(_field_problems(spec, spec.solution, "solution", roles, in_question=False))
     if result is not None and result.phrase is not None:
         for f in fields_of(result.phrase):
             if f.name not in roles:
                 add(f"answer.phrase: {{{f.name}}} is not a pool role")
-        if not _ends_with_ask(spec):
-            add("answer.phrase: every phrasing must state facts first and end with its ask")
+        if not _opening_phrasings(spec):
+            add(
+                "answer.phrase: no phrasing can open a composed problem: one must state its"
+                " facts first and end with an ask that mentions no variable"
+            )
     # -- variety: no sentence shared by two phrasings
     seen: dict[str, int] = {}
     for k, question in enumerate(spec.questions):
@@ -106,12 +117,17 @@ def static_problems(spec: SeedSpec, pools: Mapping[str, Pool]) -> list[str]:
     return problems
 
 
-def _ends_with_ask(spec: SeedSpec) -> bool:
-    for question in spec.questions:
+def _opening_phrasings(spec: SeedSpec) -> list[int]:
+    """Phrasings whose last sentence is the ask and mentions no variable (so a composition can
+    drop it and keep every fact): what `generators.common.compose.a_phrasings` uses."""
+    out = []
+    for k, question in enumerate(spec.questions):
         parts = sentences(question)
         if len(parts) < 2 or any("?" in p for p in parts[:-1]):
-            return False
-    return True
+            continue
+        if not any(f.name in spec.variables for f in fields_of(parts[-1])):
+            out.append(k)
+    return out
 
 
 def _field_problems(

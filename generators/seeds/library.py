@@ -42,7 +42,9 @@ def parse_library_file(
     for i, row in enumerate(rows):
         ident = row.get("id", f"#{i}") if isinstance(row, dict) else f"#{i}"
         try:
-            spec = SeedSpec.model_validate(row)
+            spec = SeedSpec.model_validate(
+                {**row, "literal_braces": True} if isinstance(row, dict) else row
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])
