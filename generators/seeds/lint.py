@@ -47,9 +47,19 @@ def wrong_articles(text: str) -> list[str]:
     found = []
     for m in _ARTICLE.finditer(text):
         used = (m.group(1) or m.group(2)).lower()
-        if used != article(m.group(3)):
+        word = m.group(3)
+        # Numbers by the spoken-number rule; words by inflect, a second opinion on the rules
+        # the templates used.
+        want = article(word) if word[0].isdigit() else _inflect_article(word)
+        if used != want:
             found.append(m.group(0))
     return found
+
+
+def _inflect_article(word: str) -> str:
+    from mathsynth.inflection import _engine
+
+    return str(_engine().a(word)).split(" ", 1)[0].lower()
 
 
 @dataclass
