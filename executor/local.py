@@ -110,7 +110,8 @@ class BuildContext:
             if self.checker is None:
                 from mathsynth.verifiers.answers import AnswerChecker
 
-                self.checker = AnswerChecker()
+                # One worker: offline, only exact answers need math-verify, a few per batch.
+                self.checker = AnswerChecker(workers=1)
             return self.checker
 
     def close(self) -> None:

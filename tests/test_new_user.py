@@ -25,6 +25,7 @@ from mathsynth.executor.local import BuildContext, finish_build, prepare_build, 
 from mathsynth.generators.seeds.library import load_library
 from mathsynth.storage.catalog import Catalog, open_catalog
 from mathsynth.text import question_key
+from mathsynth.verifiers.answers import AnswerChecker
 from mathsynth.verifiers.sandbox import Sandbox
 
 # -- 1. small builds --------------------------------------------------------------------------
@@ -46,8 +47,9 @@ def test_readme_small_build_and_its_rerun(tmp_path: Path, prefect_env: dict[str,
 
 @pytest.mark.slow
 def test_every_library_prefix_builds_with_every_generator(tmp_path: Path) -> None:
-    """--max-seeds 1 .. library size, all generators, the smallest counts (one sandbox)."""
-    with Sandbox(workers=2) as sandbox:
+    """--max-seeds 1 .. library size, all generators, the smallest counts (one sandbox, one
+    answer checker for the exact answers)."""
+    with Sandbox(workers=2) as sandbox, AnswerChecker(workers=1) as checker:
         for k in range(1, len(load_library()) + 1):
             out = tmp_path / f"k{k}"
             config = load_config(
@@ -58,7 +60,7 @@ def test_every_library_prefix_builds_with_every_generator(tmp_path: Path) -> Non
                 mathscale_samples=3,
                 batch_size=64,
             )
-            ctx = BuildContext(config, out, f"k{k}", Catalog(out), sandbox)
+            ctx = BuildContext(config, out, f"k{k}", Catalog(out), sandbox, checker=checker)
             batches, done = prepare_build(ctx, overwrite=False)
             summaries = [run_batch(ctx, b, done) for b in batches]
             report = finish_build(ctx, summaries, 0.0)

@@ -60,12 +60,16 @@ class Composition:
     slot: str
 
     @property
+    def linkable(self) -> bool:
+        """Whether the link is sound (same kind and unit, or a conversion): the Composer
+        refuses any other; `compose_program` builds the program either way."""
+        return link_factor(self.a, self.b, self.slot) is not None
+
+    @property
     def factor(self) -> Fraction:
-        """What A's answer is multiplied by to be in the slot's unit (1 when they match)."""
-        factor = link_factor(self.a, self.b, self.slot)
-        if factor is None:
-            raise ValueError(f"{self.a.id} cannot feed {self.b.id}.{self.slot}")
-        return factor
+        """What A's answer is multiplied by to be in the slot's unit (1 when they match, and
+        for a composition that is not linkable)."""
+        return link_factor(self.a, self.b, self.slot) or Fraction(1)
 
     @property
     def link(self) -> dict[str, Any]:
@@ -372,6 +376,13 @@ class Composer:
         programs: list[ComposedProgram | None] = []
         a_draws: list[list[dict[str, Any]]] = []
         for comp, rng in requests:
+            if not comp.linkable:
+                programs.append(None)
+                a_draws.append([])
+                out.append(
+                    ("no_compatible_draw", f"{comp.a.id} cannot feed {comp.b.id}.{comp.slot}")
+                )
+                continue
             try:
                 programs.append(compose_program(comp))
                 a_draws.append([sample_values(comp.a, rng) for _ in range(self.attempts)])
