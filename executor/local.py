@@ -127,6 +127,17 @@ class BuildContext:
     def config_hash(self) -> str:
         return self.config.content_hash()
 
+    def answer_checker(self) -> Any:
+        """The build's answer checker, started on first use (exact answers need it even
+        without an LLM)."""
+        with self._written_lock:
+            if self.checker is None:
+                from mathsynth.verifiers.answers import AnswerChecker
+
+                # One worker: offline, only exact answers need math-verify, a few per batch.
+                self.checker = AnswerChecker(workers=1)
+            return self.checker
+
     def close(self) -> None:
         for resource in (self.llm, self.checker, self.lean):
             close = getattr(resource, "close", None)
@@ -314,7 +325,8 @@ def batch_stages(ctx: BuildContext, batch: Batch) -> BatchStages:
         if method.role == "derived"
         for stage in method.stages(ctx)
     ]
-    return BatchStages(source, (ExecVerifier(sandbox=ctx.sandbox), ExactDedup()), tuple(derived))
+    checks = (ExecVerifier(sandbox=ctx.sandbox, checker=ctx.answer_checker), ExactDedup())
+    return BatchStages(source, checks, tuple(derived))
 
 
 @dataclass

@@ -15,7 +15,14 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal
 
-AnswerType = Literal["int", "decimal", "fraction"]
+# One format per answer type, the same in the solution text, `answer` and `messages`:
+#   int       whole number, digits only ("1234", "-5")
+#   decimal   at most 2 decimal places, trailing zeros dropped ("12.5", "3")
+#   money     always 2 decimal places ("749.00", "12.50"); text writes "$749.00"
+#   fraction  lowest terms "a/b", or an integer when whole ("3/4", "-7/2", "5")
+#   exact     LaTeX as `sympy.latex` writes the value ("\\frac{3}{4}", "2 \\sqrt{3}", "4 \\pi")
+AnswerType = Literal["int", "decimal", "money", "fraction", "exact"]
+ANSWER_TYPES: tuple[str, ...] = ("int", "decimal", "money", "fraction", "exact")
 
 # A number as people write it: sign, money sign, thousands commas (groups of three), decimals,
 # a fraction a/b, a percent sign.
@@ -84,13 +91,22 @@ def has_places(value: Any, places: int) -> bool:
 def format_number(value: Any, spec: str = "") -> str:
     """Render a value for text.
 
-    Specs: "" (ints as digits, near-integral floats as ints, other floats with up to 2
-    decimals, Fractions as a/b), "money" (always 2 decimals), or any standard format spec.
+    Specs: "" (ints as digits, near-integral floats as ints, other floats with up to 6
+    decimals, Fractions as a/b), "money" (always 2 decimals), "latex" (Fractions as
+    \\frac{a}{b}, the rest as ""), or any standard format spec. Strings (LaTeX rendered in the
+    sandbox) are returned as they are.
     """
+    if isinstance(value, str) and spec in ("", "latex"):
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, Decimal)):
         return format(value, spec)
     if spec == "money":
         return f"{float(value):.2f}"
+    if spec == "latex":
+        if isinstance(value, Fraction) and value.denominator != 1:
+            sign = "-" if value < 0 else ""
+            return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+        return format_number(value)
     if spec:
         return format(float(value) if isinstance(value, Fraction) else value, spec)
     if is_whole(value):
@@ -104,9 +120,13 @@ def format_number(value: Any, spec: str = "") -> str:
 def format_answer(value: Any, answer_type: AnswerType) -> str | None:
     """Canonical answer string, or None when the value does not fit the answer type.
 
-    "int" needs a whole number, "decimal" a number with at most 2 decimal places, "fraction"
-    any exact rational (rendered a/b in lowest terms, or as an integer when whole).
+    "int" needs a whole number, "decimal" and "money" a number with at most 2 decimal places,
+    "fraction" any exact rational (rendered a/b in lowest terms, or as an integer when whole),
+    "exact" a LaTeX string rendered in the sandbox (`sympy.latex` of the program's value) or
+    a rational number (rendered the way `sympy.latex` writes it).
     """
+    if answer_type == "exact":
+        return exact_latex(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, Decimal)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
@@ -117,7 +137,59 @@ def format_answer(value: Any, answer_type: AnswerType) -> str | None:
         if not has_places(value, 2):
             return None
         return format_number(round(float(value), 2))
+    if answer_type == "money":
+        return f"{float(value):.2f}" if has_places(value, 2) else None
     frac = Fraction(value).limit_denominator(10**6) if isinstance(value, float) else Fraction(value)
     if frac.denominator == 1:
         return str(frac.numerator)
     return f"{frac.numerator}/{frac.denominator}"
+
+
+def exact_latex(value: Any) -> str | None:
+    """The `exact` answer of a value: a LaTeX string as given (the sandbox renders sympy values
+    with `sympy.latex`), an int or Fraction as `sympy.latex` would write it ("12",
+    "\\frac{3}{4}", "- \\frac{7}{2}"); None for anything else (floats are not exact)."""
+    if isinstance(value, str):
+        text = value.strip()
+        return text or None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Fraction):
+        if value.denominator == 1:
+            return str(value.numerator)
+        sign = "- " if value < 0 else ""
+        return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+    return None
+
+
+def answer_type_of(answer: str) -> str:
+    """The answer type an `answer` string is written in (the inverse of `format_answer`, for
+    reading rows back): int, money (exactly 2 decimals), decimal, fraction, or exact."""
+    text = answer.strip()
+    if re.fullmatch(r"-?\d+", text):
+        return "int"
+    if re.fullmatch(r"-?\d+\.\d\d", text):
+        return "money"
+    if re.fullmatch(r"-?\d+\.\d{1,6}", text):
+        return "decimal"
+    if re.fullmatch(r"-?\d+/\d+", text):
+        return "fraction"
+    return "exact"
+
+
+def answer_fits_type(answer: str, answer_type: str) -> bool:
+    """Whether `answer` is written the way `format_answer` writes its type: "13" is a valid
+    decimal, fraction or exact answer (whole values are written as integers), "13.0" is
+    none, "13.00" only money."""
+    written = answer_type_of(answer)
+    if answer_type == "exact":
+        return bool(answer.strip())
+    allowed = {
+        "int": ("int",),
+        "decimal": ("int", "decimal", "money") if not answer.endswith("0") else ("int",),
+        "money": ("money",),
+        "fraction": ("int", "fraction"),
+    }.get(answer_type, ())
+    return written in allowed

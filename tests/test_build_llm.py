@@ -144,11 +144,13 @@ def test_build_finishes_with_faults_retried_or_rejected(faulty_build: dict[str, 
     # Every scripted fault was really served.
     assert script.served == SCRIPT
 
-    # Transient faults were retried and then answered: the prompt went out twice.
+    # Transient faults were retried and then answered: the prompt went out twice (more when
+    # another task sends the very same body, as a MathScale walk drawn twice does: it asks
+    # for a new sample of the same prompt, and the mock tells requests apart by body only).
     sent = [request_key(r) for r in srv.requests[: faulty_build["first"]["requests"]]]
     for scenario in ("rate_limited", "server_error", "malformed"):
         (key,) = [k for k, s in script.assigned.items() if s == scenario]
-        assert sent.count(key) == 2, scenario
+        assert sent.count(key) >= 2, scenario
         assert key in faulty_build["first"]["answered"], scenario
     (slow,) = [k for k, s in script.assigned.items() if s == "slow"]
     assert sent.count(slow) == 2  # the first try and one retry, both past the timeout

@@ -316,7 +316,9 @@ def test_unsound_conversions_and_imports_are_refused(
 
 
 def test_every_bundled_seed_program_traces_to_what_the_sandbox_computes() -> None:
-    specs = load_library()
+    # Exact (LaTeX) answers come from sympy programs, which formalization from the program
+    # does not translate (those rows are rejected there as unparseable_answer).
+    specs = [s for s in load_library() if s.answer_type != "exact"]
     jobs = [SandboxJob(id=s.id, code=s.program, kwargs=s.default_values()) for s in specs]
     with Sandbox(workers=2, timeout_s=10.0) as sandbox:
         results = sandbox.run(jobs)
@@ -519,11 +521,11 @@ def test_nested_functions_that_are_refused(program: str, reason: str) -> None:
 
 
 def test_composed_bundled_seeds_trace_to_what_the_sandbox_computes() -> None:
-    # Every 7th compatible ordered pair (first slot), at most 60 of them.
+    # Compatible ordered pairs (first slot), spread over at most 60 of them.
     cases: list[tuple[str, dict[str, Any]]] = []
     specs = list(BY_ID.values())
     pairs = [(a, b) for a in specs for b in specs if a is not b and compatible_slots(a, b)]
-    for spec_a, spec_b in pairs[::7][:60]:
+    for spec_a, spec_b in pairs[:: max(1, len(pairs) // 40)][:60]:
         cases.append(_composed(spec_a.id, spec_b.id, compatible_slots(spec_a, spec_b)[0]))
     assert len(cases) >= 20
     jobs = [SandboxJob(id=str(i), code=code, kwargs=v) for i, (code, v) in enumerate(cases)]

@@ -9,7 +9,6 @@ from fractions import Fraction
 
 import pytest
 
-from mathsynth.generators.common.compose import HANDOVER
 from mathsynth.generators.mathscale.concept_graph import ConceptGraph
 from mathsynth.generators.mathscale.offline import (
     MathScaleOffline,
@@ -26,9 +25,9 @@ def spec(
     seed_id: str,
     concepts: tuple[list[str], list[str]],
     text: tuple[str, str, str],
-    answer: int,
+    answer: dict[str, object],
     constraint: str | None = None,
-    **variables: int,
+    **variables: dict[str, object],
 ) -> SeedSpec:
     question, solution, program = text
     return SeedSpec.model_validate(
@@ -40,62 +39,68 @@ def spec(
             "question": question,
             "solution": solution,
             "program": program,
-            "variables": {
-                n: {"type": "int", "min": 2, "max": 30, "default": v} for n, v in variables.items()
-            },
+            "variables": variables,
             "constraints": [constraint] if constraint else [],
-            "answer": str(answer),
+            "answer": answer,
         }
     )
 
 
-# Every answer fits every variable range [2, 30] for the defaults, so compositions exist.
+# PENS's answer is money with a phrase; SHOP's `cash` takes money: the only link there is.
 PENS = spec(
     "t-pens",
     (["arithmetic", "money"], ["multiplication", "unit price"]),
     (
-        "Each pen costs {price} dollars. How much do {count} pens cost?",
-        "{price} * {count} = {answer}",
+        "Leo buys {count:n}, and each pen costs {price:n}. How much does he spend?",
+        "Leo spends {price} * {count} = {answer:n}.",
         "def solution(price, count):\n    return price * count\n",
     ),
-    12,
-    price=3,
-    count=4,
+    {
+        "value": "12.00",
+        "type": "money",
+        "kind": "money",
+        "range": [4, 900],
+        "phrase": "the money Leo spends",
+    },
+    price={"kind": "money", "min": 2, "max": 9, "default": 3},
+    count={"kind": "count", "noun": "pen", "min": 2, "max": 9, "default": 4},
 )
 SHARE = spec(
     "t-share",
     (["arithmetic"], ["division", "equal sharing"]),
     (
-        "{total} stickers are shared equally by {kids} kids. How many does each kid get?",
-        "{total} / {kids} = {answer}",
+        "{total:n} are shared equally by {kids:n}. How many does each kid get?",
+        "Each kid gets {total} / {kids} = {answer:n}.",
         "def solution(total, kids):\n    return total // kids\n",
     ),
-    4,
+    {"value": "4", "type": "int", "kind": "count", "noun": "sticker", "range": [1, 30]},
     "total % kids == 0",
-    total=12,
-    kids=3,
+    total={"kind": "count", "noun": "sticker", "min": 2, "max": 30, "default": 12},
+    kids={"kind": "count", "noun": "kid", "min": 2, "max": 6, "default": 3},
 )
 SHOP = spec(
     "t-shop",
     (["money"], ["subtraction", "change"]),
     (
-        "Ana pays with a {bill} dollar bill for a toy costing {cost} dollars. "
-        "How much change does she get?",
-        "{bill} - {cost} = {answer}",
-        "def solution(bill, cost):\n    return bill - cost\n",
+        "Ana has {cash:n}. She spends {cost:n} on a toy. How much money does she have left?",
+        "Ana has {cash} - {cost} = {answer:n} left.",
+        "def solution(cash, cost):\n    return cash - cost\n",
     ),
-    13,
-    "cost < bill",
-    bill=20,
-    cost=7,
+    {"value": "13.00", "type": "money", "kind": "money", "range": [0, 90]},
+    "cost < cash",
+    cash={"kind": "money", "min": 4, "max": 90, "default": 20, "link": True},
+    cost={"kind": "money", "min": 2, "max": 30, "default": 7},
 )
 SPECS = [PENS, SHARE, SHOP]
 SEEDS = [Seed(id=s.id, question=s.question, answer=s.answer, spec=s) for s in SPECS]
 
 
-def recompute(seed_id: str, nums: list[int]) -> int:
-    a, b = nums
-    return {"t-pens": a * b, "t-share": a // b, "t-shop": a - b}[seed_id]
+def recompute(seed_id: str, v: dict[str, int]) -> Fraction:
+    if seed_id == "t-pens":
+        return Fraction(v["price"] * v["count"])
+    if seed_id == "t-share":
+        return Fraction(v["total"] // v["kids"])
+    return Fraction(v["cash"] - v["cost"])
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +128,8 @@ def test_walk_problems_are_correct_and_cover_the_walk(sandbox: Sandbox) -> None:
     out = list(stage.run(walk_tasks(40)))
     problems = [r for r in out if isinstance(r, Problem)]
     rejected = [r for r in out if isinstance(r, Rejection)]
-    # Feeding an answer into `total` rarely keeps `total % kids == 0`: those compositions are
-    # rejected with the reason, never emitted with a wrong answer.
+    # Only PENS -> SHOP links (money into money); a draw whose cost is not below the handed
+    # over cash is rejected with the reason, never emitted with a wrong answer.
     assert {r.reason for r in rejected} <= {"no_compatible_draw"}
     assert len(problems) >= 28 and len(problems) + len(rejected) == 40
     methods = {("partner" in p.provenance) for p in problems}
@@ -134,17 +139,20 @@ def test_walk_problems_are_correct_and_cover_the_walk(sandbox: Sandbox) -> None:
         assert p.concepts and set(p.concepts) <= set(p.provenance["walk"])
         assert p.verification.status == "unchecked"
         if "partner" not in p.provenance:
-            assert int(p.answer) == recompute(p.seed_id, ints(p.question))
+            values = dict(zip(["a", "b"], ints(p.question), strict=False))
+            assert values and Fraction(p.answer) == recompute(p.seed_id, p.variables)
             continue
-        part_1, part_2 = p.question.split(f"Let {HANDOVER} be the answer to the question above.")
-        handed = recompute(p.seed_id, ints(part_1))
-        b_id, slot = p.provenance["partner"], p.provenance["slot"]
-        b_spec = next(s for s in SPECS if s.id == b_id)
-        # Put the handed-over value back where the slot sits in B's question, then recompute.
-        others = iter(ints(part_2))
-        slots_in_order = re.findall(r"\{(\w+)", b_spec.question)
-        b_nums = [handed if name == slot else next(others) for name in slots_in_order]
-        assert int(p.answer) == recompute(b_id, b_nums)
+        assert (p.seed_id, p.provenance["partner"], p.provenance["slot"]) == (
+            "t-pens",
+            "t-shop",
+            "cash",
+        )
+        assert "Let N" not in p.question and "How much does he spend?" not in p.question
+        assert p.question.startswith("Leo buys ") and "Ana has the money Leo spends." in p.question
+        handed = recompute("t-pens", p.variables)
+        assert Fraction(p.answer) == handed - p.variables["cost"]
+        link = p.provenance["link"]
+        assert (link["from_kind"], link["from_unit"]) == (link["to_kind"], link["to_unit"])
     jobs = [
         SandboxJob(id=p.id, code=p.program or "", kwargs=decode_variables(p.variables))
         for p in problems

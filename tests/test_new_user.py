@@ -25,6 +25,7 @@ from mathsynth.executor.local import BuildContext, finish_build, prepare_build, 
 from mathsynth.generators.seeds.library import load_library
 from mathsynth.storage.catalog import Catalog, open_catalog
 from mathsynth.text import question_key
+from mathsynth.verifiers.answers import AnswerChecker
 from mathsynth.verifiers.sandbox import Sandbox
 
 # -- 1. small builds --------------------------------------------------------------------------
@@ -46,8 +47,9 @@ def test_readme_small_build_and_its_rerun(tmp_path: Path, prefect_env: dict[str,
 
 @pytest.mark.slow
 def test_every_library_prefix_builds_with_every_generator(tmp_path: Path) -> None:
-    """--max-seeds 1 .. library size, all generators, the smallest counts (one sandbox)."""
-    with Sandbox(workers=2) as sandbox:
+    """--max-seeds 1 .. library size, all generators, the smallest counts (one sandbox, one
+    answer checker for the exact answers)."""
+    with Sandbox(workers=2) as sandbox, AnswerChecker(workers=1) as checker:
         for k in range(1, len(load_library()) + 1):
             out = tmp_path / f"k{k}"
             config = load_config(
@@ -58,7 +60,7 @@ def test_every_library_prefix_builds_with_every_generator(tmp_path: Path) -> Non
                 mathscale_samples=3,
                 batch_size=64,
             )
-            ctx = BuildContext(config, out, f"k{k}", Catalog(out), sandbox)
+            ctx = BuildContext(config, out, f"k{k}", Catalog(out), sandbox, checker=checker)
             batches, done = prepare_build(ctx, overwrite=False)
             summaries = [run_batch(ctx, b, done) for b in batches]
             report = finish_build(ctx, summaries, 0.0)
@@ -244,26 +246,35 @@ _PLAIN = """
 import json, sys
 from fractions import Fraction
 failures = []
+exact = 0
 rows = json.load(sys.stdin)
 for row in rows:
     ns = {}
     exec(row["program"], ns)
     got = ns["solution"](**json.loads(row["variables"]))
-    want = Fraction(row["answer"])
-    if isinstance(got, float):
-        ok = abs(got - float(want)) <= 1e-9 * max(1.0, abs(float(want)))
+    try:
+        want = Fraction(row["answer"])
+    except ValueError:  # an exact (LaTeX) answer: the README's sympy one-liner
+        import sympy
+        exact += 1
+        ok = sympy.latex(sympy.sympify(got)) == row["answer"]
     else:
-        ok = not isinstance(got, (str, bool)) and Fraction(got) == want
+        if isinstance(got, float):
+            ok = abs(got - float(want)) <= 1e-9 * max(1.0, abs(float(want)))
+        else:
+            ok = not isinstance(got, (str, bool)) and Fraction(got) == want
     if not ok:
         failures.append([row["id"], repr(got), row["answer"]])
-print(json.dumps({"checked": len(rows), "failures": failures[:20], "failed": len(failures)}))
+print(json.dumps({"checked": len(rows), "exact": exact, "failures": failures[:20],
+                  "failed": len(failures)}))
 """
 
 
 @pytest.mark.slow
 def test_every_program_reproduces_its_answer_with_plain_python(default_build: Path) -> None:
-    """`exec(program)` + `solution(**json.loads(variables))` in a bare interpreter (`-I`, the
-    standard library only) gives `answer`, exactly for fractions, for every row."""
+    """`exec(program)` + `solution(**json.loads(variables))` in a bare interpreter (`-I`) gives
+    `answer` for every row: exactly for fractions with the standard library only, and as
+    `sympy.latex(sympy.sympify(value))` for exact (LaTeX) answers, the README's one-liners."""
     rows = [r for r in read_table(default_build, "sft") if r["program"]]
     assert len(rows) >= 10_000
     payload = json.dumps(
@@ -276,6 +287,7 @@ def test_every_program_reproduces_its_answer_with_plain_python(default_build: Pa
     report = json.loads(proc.stdout)
     assert report["checked"] == len(rows)
     assert report["failed"] == 0, report["failures"]
+    assert report["exact"] > 0, "the default build has exact answers; the check must cover them"
     fractions = [r for r in rows if any("/" in str(v) for v in json.loads(r["variables"]).values())]
     assert fractions, "the default build has fraction variables; the check must cover them"
 

@@ -129,7 +129,7 @@ class InstantiateVariants(SourceStage):
     def _consider(
         self, stream: _SeedStream, values: dict[str, Any], result: SandboxResult
     ) -> Iterator[Record]:
-        outcome = render_variant(stream.spec, values, result)
+        outcome = render_variant(stream.spec, values, result, salt=self.global_seed)
         if isinstance(outcome, Draft):
             key = _values_key(encode_variables(values))
             if key in stream.seen:
@@ -177,6 +177,8 @@ class InstantiateVariants(SourceStage):
             "pipeline_version": __version__,
             "seed_source": stream.seed.source,
             "model": None,
+            "answer_type": spec.answer_type,
+            "text": draft.text_choices,
         }
         decoupling = stream.seed.meta.get(LLM_DECOUPLING)
         if decoupling is not None:

@@ -182,7 +182,7 @@ class MathScaleOffline(SourceStage):
         last = "no draw"
         # `results` covers the draws executed so far (the rounds run a prefix first).
         for values, result in zip(draws[: len(results)], results, strict=True):
-            draft = render_variant(plan.first, values, result)
+            draft = render_variant(plan.first, values, result, salt=(self.global_seed, task.index))
             if isinstance(draft, Draft):
                 return self._problem(task, plan, plan.first, draft, plan.first.program)
             last = draft[1]
@@ -201,7 +201,13 @@ class MathScaleOffline(SourceStage):
             return self.reject(_walk_record(task, plan), *made)
         problem = self._problem(task, plan, comp.a, made, made.program)
         problem.difficulty = min(5, max(comp.a.difficulty, comp.b.difficulty) + 1)
-        problem.provenance.update(partner=comp.b.id, slot=comp.slot)
+        problem.provenance.update(
+            partner=comp.b.id,
+            slot=comp.slot,
+            link=made.link,
+            text=made.text,
+            answer_type=comp.b.answer_type,
+        )
         return problem
 
     def _problem(
@@ -229,6 +235,8 @@ class MathScaleOffline(SourceStage):
             provenance={
                 "index": task.index,
                 "walk": plan.walk.concepts,
+                "answer_type": spec.answer_type,
+                **({"text": draft.text_choices} if isinstance(draft, Draft) else {}),
                 "global_seed": self.global_seed,
                 "config_hash": self.config_hash,
                 "pipeline_version": __version__,

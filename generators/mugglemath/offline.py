@@ -3,12 +3,15 @@
 Three of MuggleMath's five rewrite strategies can be done without an LLM because a templated
 seed carries its program and variable specs:
 
-- change_numbers: a subset of the numbers is redrawn far from the original values and the
-  question is restated (the ask first, then the facts).
-- percent_restatement: a percentage in the question is stated as the equal fraction ("25%"
-  becomes "1/4"), or a fraction as the equal percentage, when that is exact; the solution
-  gains the conversion as its first step.
-- compose: seed A's answer feeds one variable of seed B whose spec accepts it, chained by
+- change_numbers: a subset of the numbers is redrawn far from the original values; the text
+  is one of the seed's phrasings with its pool draws (no scaffolding sentence is added).
+- percent_restatement: a percentage in the question is stated as the equal simple fraction
+  ("25% of the students" becomes "1/4 of the students", "30% off" "3/10 off"), or a share
+  written as a fraction as the equal percentage ("3/8 of the books" -> "37.5% of the
+  books"), only where that reads naturally and only when exact; the solution's first line
+  explains the conversion as an equation and goes on with the seed's first step ("1/4 is 1 *
+  100 / 4 = 25 percent, so the walkers number 600 * 25 / 100 = 150.").
+- compose: seed A's answer feeds one variable of seed B of the same kind and unit, chained by
   `generators.common.compose` into one question, one `solution()` and one step-by-step solution.
 
 Every number in the output text comes from executing the programs in the sandbox; output
@@ -36,10 +39,9 @@ from mathsynth.generators.common.compose import (
     compose_partners,
     slot_pattern,
 )
-from mathsynth.generators.common.instantiate import Draft, render_variant, sandbox_job
+from mathsynth.generators.common.instantiate import Draft, render_variant, sandbox_job, text_rng
 from mathsynth.generators.common.rounds import emit_in_order, run_in_rounds
 from mathsynth.generators.common.sampling import UnsatisfiableSpecError, draw_value, sample_values
-from mathsynth.generators.common.templates import fill
 from mathsynth.numbers import format_answer, format_number
 from mathsynth.records import Problem, Record, Rejection, content_id
 from mathsynth.seeds import Seed, SeedSpec, SeedTask
@@ -53,32 +55,56 @@ OFFLINE_STRATEGIES = ("change_numbers", "percent_restatement", "compose")
 # A redrawn number counts as "changed" only when it moved this share of its range away from
 # the original; otherwise change_numbers would mostly produce near-copies of the seed.
 _MIN_SHIFT = 0.25
-# Restating 37% as 37/100 adds nothing; prefer draws whose fraction is this simple.
+# Restating 37% as 37/100 adds nothing (and "Bank B pays 7/100" reads badly): a percent is
+# restated as a fraction only when its denominator is at most this.
 _NICE_DENOMINATOR = 20
 
-_PERCENT_SLOT = re.compile(r"\{(\w+)(?::[^}]*)?\}\s?(%|percent\b)")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# Where a percent or a fraction can be restated and still read as English: "25% of the
+# students" <-> "1/4 of the students", "25% off" -> "1/4 off". "Grew by 25%", "pays 5%
+# interest" or "1/4 liter" are left alone.
+_PERCENT_FIELD = r"\{{{name}(?::n)?\}}(?P<sign>%?)(?= (?:of|off)\b)"
+_SHARE_FIELD = r"\{{{name}\}}(?= of\b)"
 
 
 # --------------------------------------------------------------------------- planning
 
 
+def _field(name: str, percent: bool) -> re.Pattern[str]:
+    pattern = _PERCENT_FIELD if percent else _SHARE_FIELD
+    return re.compile(pattern.format(name=re.escape(name)))
+
+
+def _restatable(spec: SeedSpec, name: str, percent: bool) -> list[int]:
+    """Phrasings in which `name` appears in a context that restates naturally."""
+    out = []
+    for k, question in enumerate(spec.questions):
+        for m in _field(name, percent).finditer(question):
+            # {pct}% needs the sign; {pct:n} writes it itself.
+            if not percent or m.group("sign") or ":n}" in m.group(0):
+                out.append(k)
+                break
+    return out
+
+
 def percent_slots(spec: SeedSpec) -> list[str]:
-    """Variables written as a percentage ("{rate}%") in the question template."""
+    """Percent variables written as "{x:n} of" / "{x}% off" in some phrasing (a variable of
+    kind percent; for kind-less specs, any variable written "{x}%")."""
     return [
-        m.group(1) for m in _PERCENT_SLOT.finditer(spec.question) if m.group(1) in spec.variables
+        name
+        for name, var in spec.variables.items()
+        if var.kind in (None, "percent") and _restatable(spec, name, percent=True)
     ]
 
 
 def fraction_slots(spec: SeedSpec) -> list[str]:
-    """Fraction-typed variables that appear plainly (not as a percentage) in the question."""
-    as_percent = set(percent_slots(spec))
+    """Fraction variables that are a share of a whole ("{x} of the books"), never a measure
+    written as a fraction ("{x} liter", which must not become "25% liter")."""
     return [
         name
         for name, var in spec.variables.items()
         if var.type == "fraction"
-        and name not in as_percent
-        and slot_pattern(name).search(spec.question)
+        and var.kind in (None, "share", "probability")
+        and _restatable(spec, name, percent=False)
     ]
 
 
@@ -124,30 +150,112 @@ def plan_mugglemath(seeds: Iterable[Seed], variants: int, seed: int) -> list[See
 # --------------------------------------------------------------------------- text helpers
 
 
-def restate(question: str) -> str:
-    """Ask first, facts after: "What is X? Here is what we know: A. B." (single sentences stay)."""
-    sentences = [s for s in _SENTENCE.split(question.strip()) if s]
-    asks = [i for i, s in enumerate(sentences) if s.endswith("?")]
-    if not asks or len(sentences) < 2:
-        return question
-    ask = sentences.pop(asks[-1])
-    return f"{ask} Here is what we know: {' '.join(sentences)}"
-
-
 def _fraction_text(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
 
 
+# Words a solution step may open with that stay lower case mid-sentence; anything else (a
+# name: "Mia eats ...", "Bank B pays ...") keeps its capital.
+_OPENERS = frozenset(
+    (
+        "the",
+        "a",
+        "an",
+        "each",
+        "one",
+        "two",
+        "three",
+        "there",
+        "it",
+        "its",
+        "in",
+        "over",
+        "all",
+        "together",
+        "after",
+        "without",
+        "for",
+        "both",
+        "of",
+        "as",
+        "that",
+        "this",
+        "these",
+        "those",
+        "his",
+        "her",
+        "their",
+        "he",
+        "she",
+        "they",
+        "so",
+        "then",
+        "altogether",
+        "at",
+        "on",
+        "by",
+        "with",
+        "from",
+        "to",
+        "every",
+        "any",
+        "some",
+        "half",
+        "twice",
+    )
+)
+
+
+def _lower_first(step: str, names: set[str]) -> str:
+    """A step continuing a sentence: its first word lower-cased when it is a common opener
+    ("The discount is ..." -> "the discount is ..."), never when it is a name."""
+    first = step.split(" ", 1)[0]
+    if first in names or first.lower() not in _OPENERS:
+        return step
+    return step[:1].lower() + step[1:]
+
+
+_DETERMINERS = frozenset(
+    ["the", "that", "this", "these", "those", "his", "her", "their", "its", "every", "all", "each"]
+)
+
+
+def restated_context(question: str, shown: str) -> str:
+    """What the restated value qualifies in the question: "of the students", "off the
+    price", "of them" (the "of"/"off" and one noun, two after a determiner)."""
+    at = question.find(shown)
+    if at < 0:
+        return ""
+    words = re.findall(r"[\w'-]+|[^\w\s]", question[at + len(shown) :])
+    if not words or words[0] not in ("of", "off"):
+        return ""
+    taken = words[:2]
+    if len(words) > 2 and words[1] in _DETERMINERS and words[2].isalpha():
+        taken = words[:3]
+    return " ".join(w for w in taken if w.isalpha() or "'" in w)
+
+
+def explain_conversion(
+    question_form: str,
+    equation: str,
+    step: str,
+    names: set[str],
+    uses_slot: bool,
+    context: str = "",
+) -> str:
+    """The first solution line of a restatement: the conversion as an equation, then the
+    seed's own first step when it uses the restated value ("1/4 is 1 * 100 / 4 = 25
+    percent, so the walkers number 600 * 25 / 100 = 150."); otherwise the conversion in the
+    question's own words ("3/10 of that pay is the same as 3 * 100 / 10 = 30 percent of that
+    pay.")."""
+    if uses_slot:
+        return f"{question_form} is {equation}, so {_lower_first(step, names)}"
+    if context:
+        return f"{question_form} {context} is the same as {equation} {context}."
+    return f"{question_form} is {equation}."
+
+
 # --------------------------------------------------------------------------- the stage
-
-
-@dataclass(frozen=True, slots=True)
-class _Restated:
-    question: str
-    solution: str
-    answer: str
-    values: dict[str, Any]
-    denominator: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,63 +409,79 @@ class MuggleMathOffline(SourceStage):
     def _choose(
         self, task: SeedTask, attempts: list[_Attempt], results: list[SandboxResult], final: bool
     ) -> Record | None:
-        """The first acceptable attempt (for restatements: the first with a simple fraction);
-        None while not `final` and nothing is acceptable yet."""
+        """The first acceptable attempt (for restatements: the first whose value restates
+        exactly and simply); None while not `final` and nothing is acceptable yet."""
         seed = task.seed
         assert seed is not None and seed.spec is not None
         spec = seed.spec
         original = spec.default_values()
-        fallback: Problem | None = None
         last = ("no_valid_draw", "no attempt")
         for attempt, result in zip(attempts, results, strict=True):
-            draft = render_variant(spec, attempt.values, result)
-            if not isinstance(draft, Draft):
-                last = draft
-                continue
             if attempt.slot is None:
+                draft = render_variant(spec, attempt.values, result, salt=self.global_seed)
+                if not isinstance(draft, Draft):
+                    last = draft
+                    continue
                 if attempt.values == original:
                     last = ("no_valid_draw", "draw equals the original numbers")
                     continue
-                return self._problem(task, "change_numbers", draft, restate(draft.question))
-            restated = self._restated(spec, attempt.slot, draft)
-            if restated is None:
-                last = ("not_restatable", f"{attempt.slot} has no exact restatement")
+                return self._problem(task, "change_numbers", draft)
+            restated = self._restated(spec, attempt, result)
+            if isinstance(restated, tuple):
+                last = restated
                 continue
-            problem = self._problem(task, "percent_restatement", restated, restated.question)
+            problem = self._problem(task, "percent_restatement", restated)
             problem.difficulty = min(5, spec.difficulty + 1)
             problem.provenance["restated"] = attempt.slot
-            if restated.denominator <= _NICE_DENOMINATOR:
-                return problem
-            fallback = fallback or problem
+            return problem
         if not final:
             return None
-        if fallback is not None:
-            return fallback
         reason, detail = last
         if reason != "not_restatable":
             reason, detail = "no_valid_draw", f"all {len(attempts)} draws failed; last: {detail}"
         return self.reject(self._task_record(task), reason, detail)
 
-    def _restated(self, spec: SeedSpec, slot: str, draft: Draft) -> _Restated | None:
-        """The draft with `slot` restated percent↔fraction; None when that is not exact."""
-        value = Fraction(str(draft.values[slot]))
-        if slot in percent_slots(spec):
+    def _restated(
+        self, spec: SeedSpec, attempt: _Attempt, result: SandboxResult
+    ) -> Draft | tuple[str, str]:
+        """The draw rendered with `attempt.slot` restated percent <-> fraction in a phrasing
+        where that reads naturally, the solution opening with the conversion; (reason,
+        detail) when the value does not restate exactly and simply."""
+        slot = attempt.slot
+        assert slot is not None
+        value = Fraction(str(attempt.values[slot]))
+        percent = slot in percent_slots(spec)
+        if percent:
             frac = value / 100
-            if frac.denominator == 1:  # 100% as "1/1" restates nothing
-                return None
-            pattern = re.compile(slot_pattern(slot).pattern + r"\s?(%|percent\b)")
-            template = pattern.sub(_fraction_text(frac), spec.question)
-            step = f"{_fraction_text(frac)} * 100 = {format_number(value)}"
+            if frac.denominator == 1 or frac.denominator > _NICE_DENOMINATOR:
+                return "not_restatable", f"{format_number(value)}% is not a simple fraction"
+            shown = _fraction_text(frac)  # what the question now says
+            number = format_number(value)
+            equation = f"{frac.numerator} * 100 / {frac.denominator} = {number} percent"
+            question_form = shown
         else:
-            percent = value * 100
-            if format_answer(percent, "decimal") is None:
-                return None
-            frac = value
-            template = slot_pattern(slot).sub(f"{format_number(percent)}%", spec.question)
-            step = f"{format_number(percent)} / 100 = {_fraction_text(value)}"
-        question = fill(template, draft.values)
-        return _Restated(
-            question, f"{step}\n{draft.solution}", draft.answer, draft.values, frac.denominator
+            pct = value * 100
+            if format_answer(pct, "decimal") is None or value.denominator == 1:
+                return "not_restatable", f"{value} is not an exact percent"
+            shown = f"{format_number(pct)}%"
+            equation = f"{format_number(pct)} / 100 = {_fraction_text(value)}"
+            question_form = shown
+        phrasings = _restatable(spec, slot, percent)
+        k = phrasings[text_rng(spec, attempt.values, "restate").randrange(len(phrasings))]
+        template = _field(slot, percent).sub(lambda _: shown, spec.questions[k], count=1)
+        restated_spec = spec.model_copy(update={"questions": [template]})
+        draft = render_variant(restated_spec, attempt.values, result, salt=self.global_seed)
+        if not isinstance(draft, Draft):
+            return draft
+        steps = draft.solution.split("\n")
+        uses_slot = bool(slot_pattern(slot).search(spec.solution.split("\n")[0]))
+        names = {item.text for item in draft.roles.values()}
+        context = restated_context(draft.question, shown)
+        first = explain_conversion(question_form, equation, steps[0], names, uses_slot, context)
+        rest = steps[1:] if uses_slot else steps
+        solution = "\n".join([first, *rest])
+        return Draft(
+            draft.question, solution, draft.answer, draft.values, k, draft.roles, draft.scope
         )
 
     def _composed(
@@ -378,15 +502,20 @@ class MuggleMathOffline(SourceStage):
             variables=encode_variables(made.variables),
             concepts=list(dict.fromkeys([*comp.a.concepts, *comp.b.concepts])),
             difficulty=min(5, max(comp.a.difficulty, comp.b.difficulty) + 1),
-            provenance={**self._provenance(task), "partner": comp.b.id, "slot": comp.slot},
+            provenance={
+                **self._provenance(task),
+                "partner": comp.b.id,
+                "slot": comp.slot,
+                "link": made.link,
+                "text": made.text,
+                "answer_type": comp.b.answer_type,
+            },
         )
         return problem
 
     # ------------------------------------------------------------------ helpers
 
-    def _problem(
-        self, task: SeedTask, method: str, draft: Draft | _Restated, question: str
-    ) -> Problem:
+    def _problem(self, task: SeedTask, method: str, draft: Draft) -> Problem:
         assert task.seed is not None and task.seed.spec is not None
         spec = task.seed.spec
         return Problem(
@@ -394,14 +523,18 @@ class MuggleMathOffline(SourceStage):
             method=method,
             seed_id=spec.id,
             parent_id=spec.id,
-            question=question,
+            question=draft.question,
             solution=draft.solution,
             answer=draft.answer,
             program=spec.program,
             variables=encode_variables(draft.values),
             concepts=spec.concepts,
             difficulty=spec.difficulty,
-            provenance=self._provenance(task),
+            provenance={
+                **self._provenance(task),
+                "text": draft.text_choices,
+                "answer_type": spec.answer_type,
+            },
         )
 
     def _provenance(self, task: SeedTask) -> dict[str, Any]:

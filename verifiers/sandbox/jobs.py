@@ -18,6 +18,10 @@ class SandboxJob:
     `checks` are Python boolean expressions evaluated after a successful run over the kwargs,
     solution()'s locals and `answer` (the return value); the ones that are False or raise are
     reported in `SandboxResult.failed_checks`.
+
+    `latex`: the result (and every captured local that is a sympy object but not a plain
+    number) comes back as the string `sympy.latex` writes for it, rendered in the worker
+    where the value lives (sympy objects do not cross the process boundary).
     """
 
     id: str
@@ -25,6 +29,7 @@ class SandboxJob:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     capture_locals: bool = False
     checks: Sequence[str] = ()
+    latex: bool = False
 
 
 @dataclass(slots=True)

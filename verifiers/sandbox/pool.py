@@ -350,7 +350,10 @@ class Sandbox:
                 )
                 continue
             code_no = codes.setdefault(job.code, len(codes))
-            pending.append((pos, [pos, code_no, kwargs, job.capture_locals, list(job.checks)]))
+            wire = [pos, code_no, kwargs, job.capture_locals, list(job.checks)]
+            if job.latex:
+                wire.append(True)
+            pending.append((pos, wire))
         code_list = list(codes)
 
         while pending:

@@ -3,6 +3,7 @@
 Wire protocol (newline-delimited JSON over a Unix socket):
   parent -> worker, one line per batch:
       {"codes": [source, ...], "jobs": [[index, code_no, kwargs, capture_locals, checks], ...]}
+      (a job may carry a sixth element, true: render the result and sympy locals as LaTeX)
   worker -> parent, one line per job as soon as it finishes:
       {"i": index, "s": status, "r": result, "o": stdout, "e": error, "l": locals, "f": failed}
   plus "x": 1 when the worker exits right after that job (memory exhausted or a preloaded
@@ -162,7 +163,9 @@ class Worker:
         self._checks: dict[str, Any] = {}
         self._integrity = _Integrity()
         self._base_builtins = dict(vars(builtins))
-        self._check_globals = {"math": math, "Fraction": Fraction}
+        self._check_globals: dict[str, Any] = {"math": math, "Fraction": Fraction}
+        if "sympy" in sys.modules:  # constraints of exact-answer seeds may use sympy
+            self._check_globals["sympy"] = sys.modules["sympy"]
 
     def serve(self) -> None:
         reader = self._sock.makefile("rb")
@@ -173,8 +176,10 @@ class Worker:
             message = json.loads(line)
             codes: list[str] = message["codes"]
             limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
-            for index, code_no, kwargs, capture, checks in message["jobs"]:
-                reply, retire = self._run_job(codes[code_no], decode(kwargs), capture, checks)
+            for index, code_no, kwargs, capture, checks, *latex in message["jobs"]:
+                reply, retire = self._run_job(
+                    codes[code_no], decode(kwargs), capture, checks, bool(latex and latex[0])
+                )
                 reply["i"] = index
                 if retire:
                     reply["x"] = 1
@@ -192,7 +197,12 @@ class Worker:
         self._sock.sendall(data.encode("utf-8", "surrogatepass") + b"\n")
 
     def _run_job(
-        self, source: str, kwargs: dict[str, Any], capture_locals: bool, checks: list[str]
+        self,
+        source: str,
+        kwargs: dict[str, Any],
+        capture_locals: bool,
+        checks: list[str],
+        latex: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         capture = capture_locals or bool(checks)
         captured: list[dict[str, Any]] = []
@@ -219,16 +229,15 @@ class Worker:
             exec(code, namespace)
             solution = namespace.get("solution")
             result = solution(**kwargs) if callable(solution) else None
-            safe = to_safe(result)
+            safe = _latex(result) if latex else to_safe(result)
             raw_locals = captured[-1] if captured else None
             if capture_locals and raw_locals is not None:
-                reply["l"] = encode(
-                    {
-                        k: to_safe(v)
-                        for k, v in raw_locals.items()
-                        if is_scalar(v) and not k.startswith("__sandbox")
-                    }
-                )
+                shown = {
+                    k: to_safe(v) if is_scalar(v) else _latex(v)
+                    for k, v in raw_locals.items()
+                    if not k.startswith("__sandbox") and (is_scalar(v) or (latex and _is_sympy(v)))
+                }
+                reply["l"] = encode(shown)
             if checks:
                 reply["f"] = self._failed_checks(checks, kwargs, raw_locals or {}, result)
             reply["r"] = encode(safe)
@@ -293,6 +302,23 @@ class Worker:
         except Exception:  # noqa: BLE001 - cannot clean up: retire instead
             return False
         return self._integrity.intact()
+
+
+def _is_sympy(value: Any) -> bool:
+    sympy = sys.modules.get("sympy")
+    return sympy is not None and isinstance(value, sympy.Basic)
+
+
+def _latex(value: Any) -> str:
+    """`sympy.latex` of a program's value (ints and Fractions become sympy numbers first), the
+    exact-answer format users reproduce with `sympy.latex(solution(**variables))`."""
+    import sympy
+
+    value = sympy.sympify(value)
+    if value.has(sympy.Float):
+        # An exact answer written from a float would be a rounded decimal dressed as exact.
+        raise TypeError(f"an exact answer must not contain floats: {value}")
+    return str(sympy.latex(value))
 
 
 def _reset_numeric_contexts() -> None:
