@@ -14,15 +14,18 @@ from mathsynth.generators.formalize.term import (
     lean_number,
     render,
 )
+from mathsynth.generators.formalize.term import variables as term_variables
 from mathsynth.generators.formalize.trace import trace_solution
 from mathsynth.generators.seeds.library import load_library
 from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 
 def _lean(program: str, **variables: Any) -> tuple[Fraction, str, str]:
+    """(value, domain, closed rendering): the tracing semantics, with the arguments written as
+    their values; `test_arguments_stay_named_variables` covers the named rendering."""
     term = trace_solution(program, variables)
     domain = choose_domain(term)
-    return term.value, domain, render(term, domain)
+    return term.value, domain, render(term, domain, closed=True)
 
 
 def test_straight_line_program_folds_into_one_term() -> None:
@@ -111,6 +114,60 @@ def test_translation(
     program: str, variables: dict[str, Any], value: Fraction, domain: str, text: str
 ) -> None:
     assert _lean(program, **variables) == (value, domain, text)
+
+
+@pytest.mark.parametrize(
+    ("program", "variables", "names", "text"),
+    [
+        # Same-type arguments render bare, and so do the literals beside them.
+        (
+            "def solution(price, pct):\n    discount = price * pct / 100\n"
+            "    return price - discount\n",
+            {"price": 80, "pct": 25},
+            ["price", "pct"],
+            "price - price * pct / 100",
+        ),
+        # A ℕ argument in a ℚ term is cast; a decimal argument is a ℚ variable.
+        (
+            "def solution(n, rate):\n    return n * rate / 3",
+            {"n": 4, "rate": 0.5},
+            ["n", "rate"],
+            "(n : ℚ) * rate / 3",
+        ),
+        # A negative value is an ℤ variable; negation and calls start their own expression,
+        # so literals there keep their ascription.
+        (
+            "def solution(t, d):\n    return -t + max(d, 2) - abs(t)",
+            {"t": -5, "d": 1},
+            ["t", "d"],
+            "(-t) + (max (d : ℤ) (2 : ℤ)) - |t|",
+        ),
+        # An exponent is its own ℕ expression; defaults and constants stay literals.
+        (
+            "RATE = 0.05\ndef solution(p, years, extra=1):\n"
+            "    return p * (1 + RATE) ** years + extra",
+            {"p": 400, "years": 2},
+            ["p", "years"],
+            "(p : ℚ) * ((1 : ℚ) + (0.05 : ℚ)) ^ years + 1",
+        ),
+        # Variables survive inlined helper functions; Fraction strings are ℚ variables.
+        (
+            "def solution(a, q):\n    def twice(x):\n        return 2 * x\n    return twice(a) + q",
+            {"a": 3, "q": "1/3"},
+            ["a", "q"],
+            "2 * (a : ℚ) + q",
+        ),
+    ],
+)
+def test_arguments_stay_named_variables(
+    program: str, variables: dict[str, Any], names: list[str], text: str
+) -> None:
+    term = trace_solution(program, variables)
+    assert [v.name for v in term_variables(term)] == names
+    assert render(term, choose_domain(term)) == text
+    assert {v.name: v.value for v in term_variables(term)} == {
+        n: Fraction(str(variables[n])) for n in names
+    }
 
 
 def test_float_sums_are_exact_decimals() -> None:

@@ -41,15 +41,38 @@ def widen(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def diff_spans(chosen: str, rejected: str) -> list[dict[str, int]]:
-    """Sorted, non-overlapping {"start", "end"} spans of `rejected` covering every change."""
-    matcher = difflib.SequenceMatcher(None, chosen, rejected, autojunk=False)
-    spans: list[tuple[int, int]] = []
-    for tag, _, _, j1, j2 in matcher.get_opcodes():
+    """Sorted, non-overlapping {"start", "end"} spans of `rejected` covering every change.
+
+    Lines are aligned first and characters only inside the runs of lines that differ: the
+    texts share most of their lines, and a character-level match of whole solutions costs
+    quadratic time. Outside the spans, `rejected` is the chosen text's characters in order.
+    """
+    old_lines, new_lines = chosen.split("\n"), rejected.split("\n")
+    starts = [0]
+    for line in new_lines:
+        starts.append(starts[-1] + len(line) + 1)
+    lines = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+    changed: list[tuple[int, int]] = []
+    for tag, i1, i2, j1, j2 in lines.get_opcodes():
         if tag == "equal":
             continue
+        old, new = "\n".join(old_lines[i1:i2]), "\n".join(new_lines[j1:j2])
+        base = min(starts[j1], len(rejected))
+        if tag == "delete":
+            changed.append((base, base))
+            continue
+        if tag == "insert":
+            changed.append((base, base + len(new)))
+            continue
+        chars = difflib.SequenceMatcher(None, old, new, autojunk=False)
+        for char_tag, _, _, k1, k2 in chars.get_opcodes():
+            if char_tag != "equal":
+                changed.append((base + k1, base + k2))
+    spans: list[tuple[int, int]] = []
+    for j1, j2 in changed:
         start, end = widen(rejected, j1, j2)
         if spans and start <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            spans[-1] = (min(start, spans[-1][0]), max(end, spans[-1][1]))
         else:
             spans.append((start, end))
     return [{"start": s, "end": e} for s, e in spans]
