@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
+from mathsynth import pyparse
+
 
 def encode_variables(values: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe variables: Fractions become "n/d" strings (see `decode_variables`)."""
@@ -55,7 +57,7 @@ def exact_inputs(program: str, names: Iterable[str]) -> str:
     if not wanted:
         return program
     try:
-        module = ast.parse(program)
+        module = pyparse.module(program)
     except SyntaxError:
         return program
     solution = next(

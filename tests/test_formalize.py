@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dataset_checks import read_table
 
 from mathsynth.generators.formalize.offline import Formalize
 from mathsynth.records import (
@@ -257,3 +260,48 @@ def test_bundled_fraction_programs_are_formalized() -> None:
     with _fake() as backend:
         (checked,) = _formal(list(Formalize(lean=backend).run([problem])))
     assert checked.lean_status == "proved"
+
+
+# -- the whole default build ---------------------------------------------------------------
+
+_HYPOTHESIS = re.compile(r"\(h\S* : (\S+) = [^()]+\)")
+
+
+@pytest.mark.slow
+def test_default_build_statements_state_the_problem(default_build: Path) -> None:
+    rows = read_table(default_build, "formal")
+    sft = {r["id"]: r for r in read_table(default_build, "sft")}
+    assert rows
+    bound = [r for r in rows if _HYPOTHESIS.search(r["formal_statement"])]
+    assert len(bound) >= 0.95 * len(rows), f"{len(bound)}/{len(rows)} bind a hypothesis"
+    for row in rows:
+        doc, _, theorem = row["formal_statement"].partition("\n")
+        question = " ".join(sft[row["source_id"]]["question"].split())
+        assert doc.startswith("/-- ") and doc.endswith(" -/")
+        assert doc[4:-3].replace("- /", "-/").replace("/ -", "/-") == question
+        assert theorem.startswith(f"theorem ms_{row['source_id']}")
+        assert theorem.endswith(":= by")
+        assert row["lean_status"] == "unchecked"
+        prov = json.loads(row["provenance"])
+        names = set(_HYPOTHESIS.findall(row["formal_statement"]))
+        assert names == set(prov["variables"]) and len(names) == prov["hypotheses"]
+        # A proof is attached only where norm_num is certain: no min / max / abs.
+        calls = re.search(r"\(min |\(max |\|", theorem)
+        assert (row["proof"] is None) == bool(calls), row["formal_statement"]
+    # Substituting the hypotheses makes each goal true (judged by the stand-in REPL's own
+    # evaluator on a sample).
+    sample = rows[:: max(1, len(rows) // 400)]
+    statements = [
+        FormalStatement(
+            r["source_id"],
+            r["informal"],
+            r["header"],
+            r["formal_statement"],
+            r["proof"],
+            provenance=json.loads(r["provenance"]),
+        )
+        for r in sample
+    ]
+    with _fake() as backend:
+        checked = list(Formalize(lean=backend)._checked(statements))
+    assert [s.lean_status for s in checked] == ["proved"] * len(checked)

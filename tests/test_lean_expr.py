@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -602,3 +603,18 @@ def test_composed_bundled_seeds_trace_to_what_the_sandbox_computes() -> None:
         else:
             assert float(term.value) == pytest.approx(result.result, rel=1e-12)
     assert traced >= len(cases) * 0.9
+
+
+def test_pipeline_code_parses_python_only_under_the_lock() -> None:
+    """Batches run in threads and CPython 3.11's AST constructor is not thread-safe
+    (python/cpython#106905): every in-process `ast.parse` must go through mathsynth.pyparse.
+    The sandbox worker parses in its own single-threaded process."""
+    root = Path(__file__).resolve().parents[1]
+    allowed = {root / "mathsynth" / "pyparse.py", root / "verifiers" / "sandbox" / "worker.py"}
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("mathsynth", "storage", "verifiers", "generators", "executor", "flows")
+        for path in (root / folder).rglob("*.py")
+        if path not in allowed and "ast.parse(" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

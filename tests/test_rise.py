@@ -462,3 +462,28 @@ def test_default_build_rows_are_conversational_for_trl(default_build: Path) -> N
 
     assert all(is_conversational(row) for row in sft)
     assert all(is_conversational(row) for row in dpo)
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected", "marked"),
+    [
+        ("She has 32 + 55 - 16 = 71 left.", "She has 55 - 16 = 39 left.", ["55", "39"]),
+        ("It is 2 * (34 + 21) = 110 m.", "It is 2 * (34) = 68 m.", [")", "68"]),
+        ("It holds 1 + 10 + 12 = 23.", "It holds 10 + 12 = 22.", ["10", "22"]),
+        ("It is 4 cm.", "It is 40 cm.", ["40"]),
+        ("It is 1200 cm.", "It is 120 cm.", ["120"]),
+        # An edit and the steps it is carried into are compared line by line, never a step
+        # with another step that reads alike.
+        (
+            "A got 1/2 * 744 = 372.\nB got 1/2 * 372 = 186.",
+            "A got 1/2 * 372 = 186.\nB got 1/2 * 186 = 93.",
+            ["372", "186", "186", "93"],
+        ),
+    ],
+)
+def test_spans_mark_whole_numbers_where_the_change_is(
+    chosen: str, rejected: str, marked: list[str]
+) -> None:
+    spans = diff_spans(chosen, rejected)
+    assert [rejected[s["start"] : s["end"]] for s in spans] == marked
+    assert _unspanned_is_shared(chosen, rejected, spans)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
+from mathsynth import pyparse
 from mathsynth.numbers import parse_number
 
 _BINOPS: dict[type[ast.operator], str] = {
@@ -73,7 +74,7 @@ def parse_expression(text: str, *, names: bool = False) -> Expr:
     if not text:
         raise ExpressionError("empty expression")
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = pyparse.expression(text)
     except SyntaxError:
         raise ExpressionError(f"not an arithmetic expression: {text!r}") from None
     return _convert(tree.body, text, names)

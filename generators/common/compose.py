@@ -8,7 +8,6 @@ seeds. The question chains the two through a hand-over name, the program is one 
 
 from __future__ import annotations
 
-import ast
 import random
 import re
 import textwrap
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from mathsynth import pyparse
 from mathsynth.generators.common.instantiate import ANSWER_LINE, Draft, render_variant, sandbox_job
 from mathsynth.generators.common.sampling import UnsatisfiableSpecError, sample_values
 from mathsynth.generators.common.templates import fill
@@ -152,7 +152,7 @@ def compose_program(comp: Composition) -> ComposedProgram:
         f"    {handover} = {_as_slot_type(call(part_1, a_params), comp.b.variables[comp.slot])}\n"
         f"    return {call(part_2, b_params, f'{comp.slot!r}: {handover}')}\n"
     )
-    ast.parse(code)
+    pyparse.module(code)
     return ComposedProgram(code, a_params, b_params)
 
 

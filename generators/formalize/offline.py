@@ -48,7 +48,7 @@ from mathsynth.generators.formalize.term import (
     variables,
     walk,
 )
-from mathsynth.generators.formalize.trace import parameters, trace_solution
+from mathsynth.generators.formalize.trace import trace_program
 from mathsynth.numbers import parse_number_or_none
 from mathsynth.records import FormalStatement, Problem, Record, Rejection
 from mathsynth.stage import RecordStage
@@ -105,7 +105,8 @@ class Formalize(RecordStage):
         if answer is None:
             return self.reject(problem, "unparseable_answer", f"answer {problem.answer!r}")
         try:
-            term = trace_solution(problem.program, problem.variables)
+            traced = trace_program(problem.program, problem.variables)
+            term = traced.term
             if term.value != answer:
                 return self.reject(
                     problem,
@@ -117,7 +118,7 @@ class Formalize(RecordStage):
             goal = _goal(term, domain, answer, problem.answer.strip())
         except UntraceableProgramError as exc:
             return self.reject(problem, "untraceable_program", str(exc))
-        given = _ordered(variables(term), parameters(problem.program))
+        given = _ordered(variables(term), list(traced.parameters))
         hypotheses = [f"h{str(i).translate(_SUBSCRIPTS)}" for i in range(len(given))]
         signature = _wrap(
             [

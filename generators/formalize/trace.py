@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from mathsynth import pyparse
 from mathsynth.generators.formalize.term import (
     BinOp,
     Call,
@@ -86,7 +87,20 @@ _PY_OPS: dict[type[ast.operator], str] = {
 _LOOP_NAMES = {"For": "a for loop", "While": "a while loop", "If": "a branch (if)"}
 
 
+@dataclass(frozen=True, slots=True)
+class Traced:
+    """A traced program: the term `solution()` returns and its argument names, in order."""
+
+    term: Expr
+    parameters: tuple[str, ...]
+
+
 def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
+    """The term `solution(**variables)` returns (see `trace_program`)."""
+    return trace_program(program, variables).term
+
+
+def trace_program(program: str, variables: Mapping[str, Any]) -> Traced:
     """The term `solution(**variables)` returns, as an expression tree over the arguments
     (`Var` leaves holding their values) and literals.
 
@@ -95,7 +109,7 @@ def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
     and calls of the straight-line functions it defines.
     """
     try:
-        module = ast.parse(program)
+        module = pyparse.module(program)
     except SyntaxError as exc:
         raise UntraceableProgramError(f"program is not valid Python: {exc.msg}") from None
     tracer = _Tracer()
@@ -121,19 +135,8 @@ def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
             frame.bindings[arg.arg] = variable(arg.arg, variables[arg.arg])
         else:
             frame.bindings[arg.arg] = solution.default(arg.arg)
-    return frame.body(solution.node.body)
-
-
-def parameters(program: str) -> list[str]:
-    """The argument names of the program's `solution()`, in order ([] when there is none)."""
-    try:
-        module = ast.parse(program)
-    except SyntaxError:
-        return []
-    for stmt in module.body:
-        if isinstance(stmt, ast.FunctionDef) and stmt.name == "solution":
-            return [a.arg for a in stmt.args.args]
-    return []
+    term = frame.body(solution.node.body)
+    return Traced(term, tuple(a.arg for a in solution.node.args.args))
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

@@ -18,7 +18,7 @@ from fractions import Fraction
 
 from mathsynth.generators.rise.formatting import NumberStyle, render_like
 from mathsynth.generators.rise.plausible import Dropped, UnitIndex, check_change, same_kind
-from mathsynth.generators.rise.steps import Equation, Token, decimals
+from mathsynth.generators.rise.steps import Equation, Token, decimals, fraction_groups
 from mathsynth.numbers import parse_number
 
 Replacement = tuple[int, int, str]
@@ -109,6 +109,13 @@ def _token_edit(error_type: str, equation: Equation, index: int, text: str) -> E
     )
 
 
+def _fraction_parts(equation: Equation) -> set[int]:
+    """Token indices inside a written fraction ("3/4"): one number to a reader, so its parts
+    are not terms to delete or swap, its bar is no operator to swap, and a substitute does
+    not go into it ("1/2640" is no slip)."""
+    return {i + k for i in fraction_groups(equation.tokens) for k in range(3)}
+
+
 def _shown(token: Token) -> Fraction:
     """The number as displayed, before % scaling ("25%" -> 25)."""
     return parse_number(token.text.rstrip("%"))
@@ -149,8 +156,11 @@ def wrong_substitution(equation: Equation, ctx: EditContext) -> list[ExpressionE
     one written with the same unit."""
     values = list(dict.fromkeys(ctx.values))
     edits = []
+    inside = _fraction_parts(equation)
     for i in equation.operand_indices:
         token = equation.tokens[i]
+        if i in inside:
+            continue
         if token.text.endswith("%"):
             continue  # putting a count where a percentage stood reads as nonsense, not a slip
         unit = ctx.unit_of(equation, i)
@@ -171,8 +181,11 @@ def wrong_substitution(equation: Equation, ctx: EditContext) -> list[ExpressionE
 def operator_swap(equation: Equation, ctx: EditContext) -> list[ExpressionEdit]:
     """Swap one operator for another of + - * /, in the notation the step uses."""
     edits = []
+    inside = _fraction_parts(equation)
     for i in equation.operator_indices:
         token = equation.tokens[i]
+        if i in inside:
+            continue
         for text in _OPERATOR_SWAPS[token.text]:
             edits.append(_token_edit("operator_swap", equation, i, text))
     return edits
@@ -195,7 +208,10 @@ def delete_term(equation: Equation, ctx: EditContext) -> list[ExpressionEdit]:
     if len(equation.operand_indices) < 3:
         return []
     edits = []
+    inside = _fraction_parts(equation)
     for i in equation.operand_indices:
+        if i in inside:
+            continue
         last = _term_end(tokens, i)
         if i >= 2 and tokens[i - 1].kind == "op" and tokens[i - 2].kind != "lparen":
             # Remove " op term": from the end of the previous token to the end of this term.
@@ -230,7 +246,8 @@ def swap_terms(equation: Equation, ctx: EditContext) -> list[ExpressionEdit]:
     """Exchange two terms of the same unit (matters for - and /, and across operators); terms
     of different units would swap what the result measures."""
     tokens = equation.tokens
-    indices = equation.operand_indices
+    inside = _fraction_parts(equation)
+    indices = [i for i in equation.operand_indices if i not in inside]
     edits = []
     for a_pos, a in enumerate(indices):
         for b in indices[a_pos + 1 :]:

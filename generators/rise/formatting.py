@@ -9,7 +9,8 @@ number an edit writes copies the look of the number it replaces:
   (`format_changed`): the decimals a text shows are part of its look;
 - trailing zeros only where the text itself pads to that many places ("12.50" in a text that
   writes money with two decimals), never as an artefact of the edit ("40.0");
-- the same money sign, percent sign and fraction notation ("3/4" stays a fraction);
+- the same money sign, percent sign and fraction notation ("3/4" stays a fraction), and no
+  leading zero where the replaced number had none (".8" -> ".2");
 - thousands separators as the text uses them (none in a text that never writes one).
 
 `NumberStyle.of(text)` reads those conventions off the chosen solution; `render_like` writes a
@@ -86,6 +87,10 @@ def render_like(value: Fraction, like: str, style: NumberStyle, *, rounded: bool
     if want.fraction:
         if value.denominator == 1 or value < 0:
             raise Dropped("format_changed", f"{value} cannot be written as a fraction like {like}")
+        # Keep the written denominator where the value allows it ("60/100" -> "70/100").
+        denominator = int(like.rsplit("/", 1)[1].rstrip("%"))
+        if (value * denominator).denominator == 1:
+            return f"{value * denominator}/{denominator}"
         return f"{value.numerator}/{value.denominator}"
     shown = value * 100 if want.percent else value
     if rounded:
@@ -99,6 +104,8 @@ def render_like(value: Fraction, like: str, style: NumberStyle, *, rounded: bool
         # different ("3" or "3.0"): keep the number of decimals a text shows.
         raise Dropped("format_changed", f"{_plain(value)} would not show {want.places} decimals")
     body = _fixed(abs(shown), want.places, thousands=style.thousands or "," in like)
+    if like.lstrip("-$").startswith(".") and body.startswith("0."):
+        body = body[1:]  # ".8" is written without its leading zero: so is ".2"
     sign = "-" if shown < 0 else ""
     money = "$" if want.money else ""
     return f"{sign}{money}{body}{'%' if want.percent else ''}"

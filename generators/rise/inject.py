@@ -36,6 +36,7 @@ from typing import Literal
 from mathsynth.generators.rise.edits import ERROR_TYPES, EditContext, ExpressionEdit, Replacement
 from mathsynth.generators.rise.formatting import NumberStyle, render_like
 from mathsynth.generators.rise.plausible import Dropped, UnitIndex, check_change, unit_after
+from mathsynth.generators.rise.spans import widen
 from mathsynth.generators.rise.steps import (
     Equation,
     Token,
@@ -156,7 +157,8 @@ def _apply_to_line(line: str, replacements: Iterable[Replacement]) -> str:
 
 
 def _edit_span(before: str, after: str) -> tuple[int, int]:
-    """Span in `after` of what differs from `before`, widened to whole numbers/words."""
+    """Span in `after` of what differs from `before` (one region: common prefix and suffix
+    removed), grown to whole numbers and words as `spans.widen` grows the spans."""
     prefix = 0
     limit = min(len(before), len(after))
     while prefix < limit and before[prefix] == after[prefix]:
@@ -167,26 +169,7 @@ def _edit_span(before: str, after: str) -> tuple[int, int]:
         and before[len(before) - 1 - suffix] == after[len(after) - 1 - suffix]
     ):
         suffix += 1
-    start, end = prefix, len(after) - suffix
-
-    def inside(i: int) -> bool:
-        char = after[i]
-        if char.isalnum() or char == "$":
-            return True
-        # "1,200" and "0.25" are one number; a sentence's final "." is not part of it.
-        return char in ".," and 0 < i < len(after) - 1 and after[i + 1].isdigit()
-
-    while start > 0 and inside(start - 1):
-        start -= 1
-    while end < len(after) and inside(end):
-        end += 1
-    if start == end:
-        # A pure deletion: point at the token that now stands where the deleted text was.
-        while end < len(after) and after[end].isspace():
-            end += 1
-        while end < len(after) and not after[end].isspace():
-            end += 1
-    return start, end
+    return widen(after, prefix, len(after) - suffix, before[prefix : len(before) - suffix])
 
 
 class ErrorInjector:
@@ -203,6 +186,11 @@ class ErrorInjector:
         self.parsed = ParsedSolution.parse(solution)
         self.question_values = {token.value for token in find_numbers(question)}
         self.style = NumberStyle.of(solution)
+        # The final-answer line is written by its own rule (the answer column's canonical
+        # form: "The answer is 3.5." after steps that write money as "3.50"), so it pads only
+        # where it shows padding itself.
+        index = self.parsed.answer_line
+        self.answer_style = NumberStyle.of(self.parsed.lines[index]) if index is not None else None
         self.units = UnitIndex([question, solution])
         self.gold = parse_number_or_none(answer) if answer is not None else None
         final = self.parsed.final_answer()
@@ -282,7 +270,8 @@ class ErrorInjector:
         Raises Dropped for a value that cannot be written like `token` and for a number
         followed by a word that would cross 1 ("1 apple" -> "2 apple", "3 boxes" -> "1 boxes").
         """
-        text = render_like(value, token.text, self.style, rounded=rounded)
+        style = self.answer_style if line == self.parsed.answer_line else self.style
+        text = render_like(value, token.text, style or self.style, rounded=rounded)
         before = parse_number(token.text.rstrip("%"))
         after = parse_number(text.rstrip("%"))
         follows = _WORD_FOLLOWS.match(self.parsed.lines[line], token.end)
