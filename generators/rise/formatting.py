@@ -87,9 +87,11 @@ def render_like(value: Fraction, like: str, style: NumberStyle, *, rounded: bool
     if want.fraction:
         if value.denominator == 1 or value < 0:
             raise Dropped("format_changed", f"{value} cannot be written as a fraction like {like}")
-        # Keep the written denominator where the value allows it ("60/100" -> "70/100").
+        # A fraction written in lowest terms stays so ("7/20" -> "7/10"); one that is not
+        # keeps its denominator where the value allows it ("60/100" -> "70/100").
         denominator = int(like.rsplit("/", 1)[1].rstrip("%"))
-        if (value * denominator).denominator == 1:
+        reduced = Fraction(like.lstrip("$").rstrip("%")).denominator == denominator
+        if not reduced and (value * denominator).denominator == 1:
             return f"{value * denominator}/{denominator}"
         return f"{value.numerator}/{value.denominator}"
     shown = value * 100 if want.percent else value

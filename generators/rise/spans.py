@@ -45,15 +45,15 @@ def widen(text: str, start: int, end: int, removed: str = "") -> tuple[int, int]
     if start == end and 0 < start < len(text) and _inside(text, start - 1) and _inside(text, start):
         left = right = True  # deleted from inside a word or number: mark all of it
     if start == end and not (left or right):
+        # From the deletion point over the following whitespace and token, so the text
+        # around the span is the chosen text's, in order.
         while end < len(text) and text[end].isspace():
             end += 1
-        start = end
         while end < len(text) and not text[end].isspace():
             end += 1
         if start == end:  # deleted at the very end: mark the last token
             while start > 0 and text[start - 1].isspace():
                 start -= 1
-            end = start
             while start > 0 and not text[start - 1].isspace():
                 start -= 1
         return start, end
