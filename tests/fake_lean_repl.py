@@ -12,6 +12,9 @@ markers in the command text:
 A command holding `import` and no `env` is the header. A `theorem n : LHS = RHS := by ...`
 whose sides are arithmetic over `(literal : ℚ/ℤ/ℕ)` leaves is "proved" when both sides are
 equal and gets an "unsolved goals" error otherwise, so stage tests can see real failures.
+Binders `(x y : ℕ)` with hypotheses `(h₀ : x = 80)` are understood too: the goal is
+evaluated with each variable replaced by its value (casts `(x : ℚ)` included); a doc
+comment before the theorem is skipped.
 
 Start options: --fail-start (exit 3 at once), --header-error (header gets an error message),
 --banner (print a non-JSON line before the first reply), --weak-tactics (every command
@@ -29,7 +32,35 @@ import time
 from fractions import Fraction
 
 _LEAF = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*(\d+))?\s*:\s*[ℚℤℕ]\s*\)")
-_THEOREM = re.compile(r"theorem\s+\S+\s*:\s*(.*)\s*:=\s*by", re.S)
+_THEOREM = re.compile(r"theorem\s+\S+(.*?)\s*:=\s*by", re.S)
+_HYPOTHESIS = re.compile(r"\(\s*h\S*\s*:\s*(\S+)\s*=\s*([^()]+?)\s*\)")
+_CAST = re.compile(r"\(\s*([^\s():]+)\s*:\s*[ℚℤℕ]\s*\)")
+_DECIMAL = re.compile(r"(?<![\w.'])(\d+\.\d+)(?![\w.])")
+
+
+def _split_goal(signature: str) -> tuple[str, str] | None:
+    """(binders, goal) of `binders : goal`: the first colon outside parentheses."""
+    depth = 0
+    for i, char in enumerate(signature):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == ":" and depth == 0:
+            return signature[:i], signature[i + 1 :]
+    return None
+
+
+def _substituted(signature: str) -> str | None:
+    """The goal with every hypothesis `(h : x = v)` applied, casts dropped."""
+    parts = _split_goal(signature)
+    if parts is None:
+        return None
+    binders, goal = parts
+    goal = _CAST.sub(lambda m: m.group(1) if not m.group(1)[0].isdigit() else m.group(0), goal)
+    for name, value in _HYPOTHESIS.findall(binders):
+        goal = re.sub(rf"(?<![\w'«]){re.escape(name)}(?![\w'»])", f"({value})", goal)
+    return goal
 
 
 def _leaf(match: re.Match[str]) -> str:
@@ -67,7 +98,11 @@ def _equation_holds(cmd: str) -> bool | None:
     match = _THEOREM.search(cmd)
     if match is None or "sorry" in cmd:
         return None
-    text = _LEAF.sub(_leaf, match.group(1)).replace("^", "**")
+    goal = _substituted(match.group(1))
+    if goal is None:
+        return None
+    text = _LEAF.sub(_leaf, goal).replace("^", "**")
+    text = _DECIMAL.sub(lambda m: f"F({m.group(1)!r})", text)
     if "ℚ" not in match.group(1):
         # ℕ and ℤ divide with rounding (exact in the statements we make).
         text = text.replace("/", "//")

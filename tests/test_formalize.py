@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dataset_checks import read_table
 
 from mathsynth.generators.formalize.offline import Formalize
 from mathsynth.records import (
@@ -37,7 +40,7 @@ def _problem(
         generator="infinitymath",
         method="instantiate",
         seed_id="discount-1",
-        question=f"A {variables} item is discounted. What is the price?",
+        question=f"An item priced {variables} is discounted. What is the price?",
         solution="...",
         answer=answer,
         program=program,
@@ -64,13 +67,18 @@ def test_statement_without_backend_is_unchecked() -> None:
     assert formal.source_id == problem.id
     assert formal.header == HEADER
     assert formal.formal_statement == (
-        f"theorem ms_{problem.id} : (80 : ℕ) - (80 : ℕ) * (25 : ℕ) / (100 : ℕ) = (60 : ℕ) := by"
+        f"/-- {problem.question} -/\n"
+        f"theorem ms_{problem.id} (price pct : ℕ) (h₀ : price = 80) (h₁ : pct = 25) :\n"
+        "    price - price * pct / 100 = 60 := by"
     )
-    assert formal.proof == "first | norm_num | decide | rfl | simp"
+    # After `subst` the goal is closed ℕ arithmetic: norm_num is certain to close it.
+    assert formal.proof == "subst h₀ h₁\n  norm_num"
     assert formal.lean_status == "unchecked"
     assert "no Lean backend" in formal.lean_messages[0]
     assert formal.informal.endswith("Answer: 60")
     assert formal.provenance["domain"] == "ℕ"
+    assert formal.provenance["variables"] == {"price": "ℕ", "pct": "ℕ"}
+    assert formal.provenance["hypotheses"] == 2
     assert formal.provenance["config_hash"] == "abc"
     assert formal.provenance["seed"] == 7
     assert stage.stats["lean.unchecked"] == 1
@@ -119,14 +127,71 @@ def test_rational_answers_render_as_fractions_and_decimals() -> None:
     fraction = _problem("def solution(a, b):\n    return a / b", "1/3", a=1, b=3)
     decimal = _problem("def solution(a, b):\n    return a * b", "0.75", a=1.5, b=0.5)
     first, second = _formal(list(Formalize().run([fraction, decimal])))
-    assert first.formal_statement.endswith(": (1 : ℚ) / (3 : ℚ) = (1 / 3 : ℚ) := by")
-    assert second.formal_statement.endswith(": (1.5 : ℚ) * (0.5 : ℚ) = (0.75 : ℚ) := by")
+    # Whole givens stay ℕ and are cast where the division needs ℚ.
+    assert first.formal_statement.endswith(
+        "(a b : ℕ) (h₀ : a = 1) (h₁ : b = 3) :\n    (a : ℚ) / (b : ℚ) = 1 / 3 := by"
+    )
+    assert second.formal_statement.endswith(
+        "(a b : ℚ) (h₀ : a = 1.5) (h₁ : b = 0.5) :\n    a * b = 0.75 := by"
+    )
 
 
-def test_min_max_abs_get_their_unfolding_lemmas() -> None:
+def test_subtraction_that_would_truncate_in_nat_is_stated_in_int() -> None:
+    problem = _problem("def solution(a, b):\n    return a - b * 2", "-7", a=3, b=5)
+    (formal,) = _formal(list(Formalize().run([problem])))
+    assert formal.formal_statement.endswith(
+        "(a b : ℕ) (h₀ : a = 3) (h₁ : b = 5) :\n    (a : ℤ) - (b : ℤ) * 2 = (-7 : ℤ) := by"
+    )
+
+
+def test_min_max_abs_get_a_candidate_with_unfolding_lemmas_but_no_proof() -> None:
     problem = _problem("def solution(a, b):\n    return max(a, b) - abs(a - b)", "3", a=3, b=4)
     (formal,) = _formal(list(Formalize().run([problem])))
-    assert formal.proof is not None and "min_def, max_def" in formal.proof
+    assert "(max (a : ℤ) (b : ℤ)) - |(a : ℤ) - (b : ℤ)| = (3 : ℤ)" in formal.formal_statement
+    # norm_num is not certain to close min/max/abs goals: no proof, only a candidate.
+    assert formal.proof is None
+    assert "min_def, max_def" in formal.provenance["candidate_proof"]
+    with _fake() as backend:
+        (checked,) = _formal(list(Formalize(lean=backend).run([problem])))
+    assert checked.lean_status == "proved"
+    assert checked.proof == formal.provenance["candidate_proof"]
+
+
+def test_docstring_cannot_close_early_and_keywords_are_quoted() -> None:
+    problem = Problem(
+        "infinitymath",
+        "instantiate",
+        "s",
+        "Odd text -/ with /- comment marks: what is 2 + 3?",
+        "...",
+        "5",
+        "def solution(fun, min):\n    return fun + min",
+        {"fun": 2, "min": 3},
+        verification=VERIFIED,
+    )
+    (formal,) = _formal(list(Formalize().run([problem])))
+    doc, signature, goal = formal.formal_statement.split("\n")
+    assert doc.startswith("/-- ") and doc.endswith(" -/") and "-/" not in doc[4:-3]
+    assert "/-" not in doc[3:]
+    assert signature.endswith("(«fun» min' : ℕ) (h₀ : «fun» = 2) (h₁ : min' = 3) :")
+    assert goal == "    «fun» + min' = 5 := by"
+
+
+def test_long_signatures_wrap_and_every_given_gets_a_hypothesis() -> None:
+    names = [f"quantity_{i}" for i in range(8)]
+    program = f"def solution({', '.join(names)}):\n    return {' + '.join(names)}\n"
+    problem = _problem(program, "36", **{n: i + 1 for i, n in enumerate(names)})
+    (formal,) = _formal(list(Formalize().run([problem])))
+    lines = formal.formal_statement.split("\n")
+    assert len(lines) > 3 and all(len(line) <= 100 for line in lines[1:-1])
+    assert all(
+        f"(h{sub} : quantity_{i} = {i + 1})" in formal.formal_statement
+        for i, sub in enumerate("₀₁₂₃₄₅₆₇")
+    )
+    assert formal.proof == "subst h₀ h₁ h₂ h₃ h₄ h₅ h₆ h₇\n  norm_num"
+    with _fake() as backend:
+        (checked,) = _formal(list(Formalize(lean=backend).run([problem])))
+    assert checked.lean_status == "proved"
 
 
 def test_checked_statements_are_proved_through_the_repl() -> None:
@@ -135,7 +200,7 @@ def test_checked_statements_are_proved_through_the_repl() -> None:
         stage = Formalize(lean=backend)
         formals = _formal(list(stage.run(problems)))
     assert [f.lean_status for f in formals] == ["proved"] * 3
-    assert all(f.proof == "first | norm_num | decide | rfl | simp" for f in formals)
+    assert all(f.proof == "subst h₀ h₁\n  norm_num" for f in formals)
     assert formals[0].provenance["lean_backend"] == "repl"
     assert stage.stats["lean.proved"] == 3
 
@@ -187,9 +252,56 @@ def test_bundled_fraction_programs_are_formalized() -> None:
     )
     problem = _problem(marbles, "3/10", red=5, blue=3, green=2)
     (formal,) = _formal(list(Formalize().run([problem])))
-    assert formal.formal_statement == (
-        f"theorem ms_{problem.id} : (3 : ℚ) / ((5 : ℚ) + (3 : ℚ) + (2 : ℚ)) = (3 / 10 : ℚ) := by"
-    )
+    assert formal.formal_statement.split("\n")[1:] == [
+        f"theorem ms_{problem.id} (red blue green : ℕ) (h₀ : red = 5) (h₁ : blue = 3)"
+        " (h₂ : green = 2) :",
+        "    (blue : ℚ) / ((red : ℚ) + (blue : ℚ) + (green : ℚ)) = 3 / 10 := by",
+    ]
     with _fake() as backend:
         (checked,) = _formal(list(Formalize(lean=backend).run([problem])))
     assert checked.lean_status == "proved"
+
+
+# -- the whole default build ---------------------------------------------------------------
+
+_HYPOTHESIS = re.compile(r"\(h\S* : (\S+) = [^()]+\)")
+
+
+@pytest.mark.slow
+def test_default_build_statements_state_the_problem(default_build: Path) -> None:
+    rows = read_table(default_build, "formal")
+    sft = {r["id"]: r for r in read_table(default_build, "sft")}
+    assert rows
+    bound = [r for r in rows if _HYPOTHESIS.search(r["formal_statement"])]
+    assert len(bound) >= 0.95 * len(rows), f"{len(bound)}/{len(rows)} bind a hypothesis"
+    for row in rows:
+        doc, _, theorem = row["formal_statement"].partition("\n")
+        question = " ".join(sft[row["source_id"]]["question"].split())
+        assert doc.startswith("/-- ") and doc.endswith(" -/")
+        assert doc[4:-3].replace("- /", "-/").replace("/ -", "/-") == question
+        assert theorem.startswith(f"theorem ms_{row['source_id']}")
+        assert theorem.endswith(":= by")
+        assert row["lean_status"] == "unchecked"
+        prov = json.loads(row["provenance"])
+        names = set(_HYPOTHESIS.findall(row["formal_statement"]))
+        assert names == set(prov["variables"]) and len(names) == prov["hypotheses"]
+        # A proof is attached only where norm_num is certain: no min / max / abs.
+        calls = re.search(r"\(min |\(max |\|", theorem)
+        assert (row["proof"] is None) == bool(calls), row["formal_statement"]
+    # Substituting the hypotheses makes each goal true (judged by the stand-in REPL's own
+    # evaluator on a sample).
+    sample = rows[:: max(1, len(rows) // 400)]
+    statements = [
+        FormalStatement(
+            r["source_id"],
+            r["informal"],
+            r["header"],
+            r["formal_statement"],
+            r["proof"],
+            provenance=json.loads(r["provenance"]),
+        )
+        for r in sample
+    ]
+    with _fake() as backend:
+        checked = list(Formalize(lean=backend)._checked(statements))
+    assert [s.lean_status for s in checked] == ["proved"] * len(checked)

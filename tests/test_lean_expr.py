@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,15 +15,18 @@ from mathsynth.generators.formalize.term import (
     lean_number,
     render,
 )
+from mathsynth.generators.formalize.term import variables as term_variables
 from mathsynth.generators.formalize.trace import trace_solution
 from mathsynth.generators.seeds.library import load_library
 from mathsynth.verifiers.sandbox import Sandbox, SandboxJob
 
 
 def _lean(program: str, **variables: Any) -> tuple[Fraction, str, str]:
+    """(value, domain, closed rendering): the tracing semantics, with the arguments written as
+    their values; `test_arguments_stay_named_variables` covers the named rendering."""
     term = trace_solution(program, variables)
     domain = choose_domain(term)
-    return term.value, domain, render(term, domain)
+    return term.value, domain, render(term, domain, closed=True)
 
 
 def test_straight_line_program_folds_into_one_term() -> None:
@@ -111,6 +115,60 @@ def test_translation(
     program: str, variables: dict[str, Any], value: Fraction, domain: str, text: str
 ) -> None:
     assert _lean(program, **variables) == (value, domain, text)
+
+
+@pytest.mark.parametrize(
+    ("program", "variables", "names", "text"),
+    [
+        # Same-type arguments render bare, and so do the literals beside them.
+        (
+            "def solution(price, pct):\n    discount = price * pct / 100\n"
+            "    return price - discount\n",
+            {"price": 80, "pct": 25},
+            ["price", "pct"],
+            "price - price * pct / 100",
+        ),
+        # A ℕ argument in a ℚ term is cast; a decimal argument is a ℚ variable.
+        (
+            "def solution(n, rate):\n    return n * rate / 3",
+            {"n": 4, "rate": 0.5},
+            ["n", "rate"],
+            "(n : ℚ) * rate / 3",
+        ),
+        # A negative value is an ℤ variable; negation and calls start their own expression,
+        # so literals there keep their ascription.
+        (
+            "def solution(t, d):\n    return -t + max(d, 2) - abs(t)",
+            {"t": -5, "d": 1},
+            ["t", "d"],
+            "(-t) + (max (d : ℤ) (2 : ℤ)) - |t|",
+        ),
+        # An exponent is its own ℕ expression; defaults and constants stay literals.
+        (
+            "RATE = 0.05\ndef solution(p, years, extra=1):\n"
+            "    return p * (1 + RATE) ** years + extra",
+            {"p": 400, "years": 2},
+            ["p", "years"],
+            "(p : ℚ) * ((1 : ℚ) + (0.05 : ℚ)) ^ years + 1",
+        ),
+        # Variables survive inlined helper functions; Fraction strings are ℚ variables.
+        (
+            "def solution(a, q):\n    def twice(x):\n        return 2 * x\n    return twice(a) + q",
+            {"a": 3, "q": "1/3"},
+            ["a", "q"],
+            "2 * (a : ℚ) + q",
+        ),
+    ],
+)
+def test_arguments_stay_named_variables(
+    program: str, variables: dict[str, Any], names: list[str], text: str
+) -> None:
+    term = trace_solution(program, variables)
+    assert [v.name for v in term_variables(term)] == names
+    assert render(term, choose_domain(term)) == text
+    assert {v.name: v.value for v in term_variables(term)} == {
+        n: Fraction(str(variables[n])) for n in names
+    }
 
 
 def test_float_sums_are_exact_decimals() -> None:
@@ -547,3 +605,18 @@ def test_composed_bundled_seeds_trace_to_what_the_sandbox_computes() -> None:
         else:
             assert float(term.value) == pytest.approx(result.result, rel=1e-12)
     assert traced >= len(cases) * 0.9
+
+
+def test_pipeline_code_parses_python_only_under_the_lock() -> None:
+    """Batches run in threads and CPython 3.11's AST constructor is not thread-safe
+    (python/cpython#106905): every in-process `ast.parse` must go through mathsynth.pysource.
+    The sandbox worker parses in its own single-threaded process."""
+    root = Path(__file__).resolve().parents[1]
+    allowed = {root / "mathsynth" / "pysource.py", root / "verifiers" / "sandbox" / "worker.py"}
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("mathsynth", "storage", "verifiers", "generators", "executor", "flows")
+        for path in (root / folder).rglob("*.py")
+        if path not in allowed and "ast.parse(" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

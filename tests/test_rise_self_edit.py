@@ -37,21 +37,34 @@ def _bump_result(step: str) -> str:
     return step[: match.start(1)] + str(int(match.group(1)) + 1) + step[match.end(1) :]
 
 
-def _responder(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], str | Reply]:
+def _responder(
+    edit: Callable[[str], str], samples: list[str]
+) -> Callable[[dict[str, Any]], str | Reply]:
     def respond(request: dict[str, Any]) -> str | Reply:
         if "Current step:" in request["messages"][-1]["content"]:
             return edit(_current_step(request))
-        return Reply(content=[WRONG, RIGHT, WRONG, RIGHT][: request.get("n", 1)])
+        return Reply(content=samples[: request.get("n", 1)])
 
     return respond
 
 
-def _run(edit: Callable[[str], str]) -> tuple[list[Any], Any]:
+def _run(
+    edit: Callable[[str], str],
+    samples: list[str] | None = None,
+    answer: str = "27",
+) -> tuple[list[Any], Any]:
     problem = Problem(
-        "test", "hand", "s", QUESTION, SOLUTION, "27", verification=Verification("verified", "exec")
+        "test",
+        "hand",
+        "s",
+        QUESTION,
+        SOLUTION,
+        answer,
+        verification=Verification("verified", "exec"),
     )
     other = Problem("test", "hand", "s2", QUESTION, SOLUTION, "27")  # unchecked: no requests
-    with MockOpenAIServer(_responder(edit), models=("mock",)) as server:
+    responder = _responder(edit, samples or [WRONG, RIGHT, WRONG, RIGHT])
+    with MockOpenAIServer(responder, models=("mock",)) as server:
         settings = LLMSettings(base_url=server.base_url, model="mock", max_retries=0)
         client = LLMClient(settings, None, None)
         try:
@@ -76,8 +89,12 @@ def test_self_edit_pair_is_confirmed_by_recomputation(confirmed: tuple[list[Any]
     step = pair.step_index
     assert pair.rejected_text.split("\n")[:step] == SOLUTION.split("\n")[:step]
     assert pair.rejected_text.split("\n")[step] == _bump_result(SOLUTION.split("\n")[step])
-    assert pair.verification.status == "verified" and pair.provenance["consequence"] == "false_step"
+    # The false result is carried on, so the rejected solution ends on a wrong answer.
+    assert pair.verification.status == "verified"
+    assert pair.provenance["consequence"] == "miscalculated"
+    assert pair.rejected_text.split("\n")[-1] == "The answer is 28."
     assert pair.rejected_text[pair.edit_start : pair.edit_end] in pair.provenance["edited_step"]
+    assert pair.spans and pair.prompt == [{"role": "user", "content": QUESTION}]
 
 
 def test_sampled_pair_pairs_right_with_wrong(confirmed: tuple[list[Any], Any]) -> None:
@@ -88,6 +105,48 @@ def test_sampled_pair_pairs_right_with_wrong(confirmed: tuple[list[Any], Any]) -
     assert (pair.chosen_text, pair.rejected_text) == (RIGHT, WRONG)
     assert pair.step_index == 1 and pair.rejected_text[pair.edit_start :].startswith("Then 36 + 9")
     assert pair.verification.checker == "answer_match"
+    # The same conversational row format as the injected pairs.
+    assert pair.chosen == [{"role": "assistant", "content": RIGHT}]
+    assert pair.rejected == [{"role": "assistant", "content": WRONG}]
+    assert [WRONG[s["start"] : s["end"]] for s in pair.spans] == ["+", "45", "45"]
+    assert pair.provenance["answer_after"] == "45"
+
+
+# Right answer through wrong arithmetic; a wrong one that pads its numbers with ".0".
+LUCKY = "He has 3 * 12 = 35 pens.\nThen 35 - 9 = 27 pens.\nThe answer is 27."
+PADDED = "He has 3 * 12 = 36.0 pens.\nThen 36.0 + 9 = 45.0 pens.\nThe answer is 45.0."
+
+
+@pytest.mark.parametrize(
+    ("samples", "reason", "chosen", "rejected"),
+    [
+        # Only a formatting-alike pair is made: the padded wrong sample is skipped.
+        ([PADDED, RIGHT, WRONG], None, RIGHT, WRONG),
+        ([PADDED, RIGHT, PADDED], "format_mismatch", None, None),
+        # A right answer reached through false arithmetic is never the chosen side.
+        ([LUCKY, WRONG, LUCKY, RIGHT], None, RIGHT, WRONG),
+        ([LUCKY, WRONG, LUCKY, WRONG], "no_sampled_contrast", None, None),
+    ],
+)
+def test_sampled_pairs_keep_the_guarantees(
+    samples: list[str], reason: str | None, chosen: str | None, rejected: str | None
+) -> None:
+    out, _ = _run(_bump_result, samples=samples)
+    pairs = [r for r in out if isinstance(r, PreferencePair) and r.error_type == "sampled_solution"]
+    reasons = [r.reason for r in out if isinstance(r, Rejection)]
+    if reason is None:
+        (pair,) = pairs
+        assert (pair.chosen_text, pair.rejected_text) == (chosen, rejected)
+    else:
+        assert pairs == [] and reason in reasons
+
+
+def test_sampled_pairs_need_a_numeric_answer() -> None:
+    out, _ = _run(_bump_result, answer="twenty-seven")
+    assert "answer_not_numeric" in [r.reason for r in out if isinstance(r, Rejection)]
+    assert not any(
+        isinstance(r, PreferencePair) and r.error_type == "sampled_solution" for r in out
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,6 +161,8 @@ def test_rise_filters_drop_bad_edits(edit: Callable[[str], str], reason: str) ->
     out, _ = _run(edit)
     rejections = [r for r in out if isinstance(r, Rejection)]
     assert [r.reason for r in rejections] == [reason]
+    if reason == "unconfirmed":
+        assert "unit_changed" in rejections[0].detail
     assert not any(isinstance(r, PreferencePair) and r.error_type == "llm_self_edit" for r in out)
 
 
@@ -122,11 +183,21 @@ def test_consistent_self_edit_propagates_to_a_changed_answer() -> None:
     assert pair.provenance["answer_before"] == "27"
 
 
+def test_self_edit_that_keeps_the_answer_is_dropped() -> None:
+    # Rewrites the step's expression but keeps its result: later steps and the answer stay.
+    def keep_result(step: str) -> str:
+        return step.replace("3 x 12 = 36", "4 x 12 = 36").replace("36 - 9 = 27", "36 - 8 = 27")
+
+    out, _ = _run(keep_result)
+    (rejection,) = [r for r in out if isinstance(r, Rejection)]
+    assert rejection.reason == "unconfirmed" and "value_unchanged" in rejection.detail
+
+
 def test_rise_with_an_llm_runs_rule_then_llm_stages() -> None:
     problem = Problem(
         "test", "hand", "s", QUESTION, SOLUTION, "27", verification=Verification("verified", "x")
     )
-    with MockOpenAIServer(_responder(_bump_result), models=("mock",)) as server:
+    with MockOpenAIServer(_responder(_bump_result, [WRONG, RIGHT]), models=("mock",)) as server:
         client = LLMClient(LLMSettings(base_url=server.base_url, model="mock"), None, None)
         try:
             ctx = SimpleNamespace(llm=client, config=load_config(seed=0))

@@ -12,8 +12,14 @@ is:
   a positive divisor, where Lean's Euclidean division agrees with Python's floor division;
 - ℚ otherwise, where `//` and `%` are not translated.
 
-Every numeric leaf carries an explicit type ascription, `(24 : ℚ)`, so that elaboration cannot
-fall back to ℕ inside function applications such as `min a b`.
+Leaves that come from the program's arguments are `Var`s: they render as the argument's name
+(`price`), typed by their own value (ℕ for a whole value >= 0, ℤ for a negative whole one, ℚ
+otherwise) and cast where the term's domain is wider (`(price : ℚ)`), so a statement can bind
+them with hypotheses (`(h₀ : price = 80)`). Literal leaves carry an explicit type ascription,
+`(24 : ℚ)`, unless a variable in the same arithmetic expression already fixes the type Lean
+elaborates them in (`price * 25 / 100`); inside function applications such as `min a b` and
+exponents each argument is its own expression, so elaboration cannot fall back to ℕ there.
+`render(..., closed=True)` writes variables as their values instead (a closed numeral term).
 
 Each node also carries the Python type the program gives it (int, float or Fraction, by
 Python's rules: `int / int` is a float, `Fraction(a, b)` a Fraction) and whether Python's value
@@ -76,6 +82,15 @@ class Num(Expr):
 
 
 @dataclass(frozen=True, slots=True)
+class Var(Expr):
+    """An argument of the program, bound to the record's value; `text` keeps a decimal
+    spelling of the value ("0.05") when it had one."""
+
+    name: str = "x"
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BinOp(Expr):
     op: str = "+"
     left: Expr = field(default_factory=lambda: Num(Fraction(0)))
@@ -128,6 +143,28 @@ def number(value: Any, text: str | None = None) -> Num:
     raise UntraceableProgramError(f"value {value!r} is not a number")
 
 
+def variable(name: str, value: Any) -> Var:
+    """The leaf for argument `name` holding `value` (a Python number or a numeric string)."""
+    leaf = number(value)
+    return Var(leaf.value, py=leaf.py, exact=leaf.exact, name=name, text=leaf.text)
+
+
+def value_domain(value: Fraction) -> Domain:
+    """The type a given quantity is declared in: ℕ for counts, ℤ below zero, ℚ otherwise."""
+    if value.denominator != 1:
+        return "ℚ"
+    return "ℕ" if value >= 0 else "ℤ"
+
+
+def variables(expr: Expr) -> list[Var]:
+    """The variables of the term, each once, in order of first appearance."""
+    seen: dict[str, Var] = {}
+    for node in walk(expr):
+        if isinstance(node, Var) and node.name not in seen:
+            seen[node.name] = node
+    return list(seen.values())
+
+
 def choose_domain(expr: Expr) -> Domain:
     """The smallest of ℕ ⊂ ℤ ⊂ ℚ in which the term means what the Python program computed."""
     nodes = list(walk(expr))
@@ -138,10 +175,45 @@ def choose_domain(expr: Expr) -> Domain:
     return "ℕ" if all(n.value >= 0 for n in nodes) else "ℤ"
 
 
-def render(expr: Expr, domain: Domain) -> str:
+def render(expr: Expr, domain: Domain, *, closed: bool = False) -> str:
     """Lean source for the term in `domain`; raises UntraceableProgramError for operations
-    that have no faithful counterpart there (see module docstring)."""
-    return _render(expr, domain, 0)
+    that have no faithful counterpart there (see module docstring). With `closed`, variables
+    are written as their values."""
+    return _Renderer(domain, closed).expr(expr, 0)
+
+
+def fixes_type(expr: Expr) -> bool:
+    """Whether the term's top-level arithmetic has a variable leaf, which fixes the type Lean
+    elaborates its literals (and the other side of an equation) in."""
+    return _group_has_var(expr)
+
+
+def bare_number(value: Fraction, text: str | None = None) -> str:
+    """A literal without ascription, for a place whose type is already fixed: `80`, `-5`,
+    `0.05` (when `text` spells that decimal), `3 / 4`."""
+    if text is not None and _DECIMAL_TEXT.fullmatch(text) and Fraction(text) == value:
+        return text
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{value.numerator} / {value.denominator}"
+
+
+_GROUP_OPS = frozenset(("+", "-", "*", "/", "//", "%"))
+
+
+def _in_group(expr: Expr) -> bool:
+    return isinstance(expr, BinOp) and expr.op in _GROUP_OPS
+
+
+def _group_has_var(expr: Expr) -> bool:
+    """A Var among the leaves of the arithmetic tree rooted at `expr` (+ - * / // %; negation,
+    calls and powers bound it: Lean elaborates their arguments on their own)."""
+    if isinstance(expr, Var):
+        return True
+    if _in_group(expr):
+        assert isinstance(expr, BinOp)
+        return _group_has_var(expr.left) or _group_has_var(expr.right)
+    return False
 
 
 def lean_number(value: Fraction, domain: Domain, text: str | None = None) -> str:
@@ -155,58 +227,105 @@ def lean_number(value: Fraction, domain: Domain, text: str | None = None) -> str
     return f"({value.numerator} / {value.denominator} : ℚ)"
 
 
-def _render(expr: Expr, domain: Domain, parent: int) -> str:
-    if isinstance(expr, Num):
-        return lean_number(expr.value, domain, expr.text)
-    if isinstance(expr, Neg):
-        if domain == "ℕ":
-            raise UntraceableProgramError("negation has no meaning in ℕ")
-        return f"(-{_render(expr.operand, domain, 100)})"
-    if isinstance(expr, Call):
-        if expr.fn == "abs":
-            return f"|{_render(expr.args[0], domain, 0)}|"
-        text = _render(expr.args[0], domain, 100)
-        for arg in expr.args[1:]:
-            text = f"({expr.fn} {text} {_render(arg, domain, 100)})"
-        return text
-    if isinstance(expr, BinOp):
-        return _render_binop(expr, domain, parent)
-    raise UntraceableProgramError(f"cannot render {type(expr).__name__}")
+class _Renderer:
+    """Renders one term; `typed` says whether the arithmetic tree being rendered has a
+    variable leaf, so that its literals need no ascription."""
+
+    def __init__(self, domain: Domain, closed: bool) -> None:
+        self.domain = domain
+        self.closed = closed
+
+    def expr(self, expr: Expr, parent: int, typed: bool | None = None) -> str:
+        if typed is None:
+            typed = not self.closed and _group_has_var(expr)
+        domain = self.domain
+        if isinstance(expr, Var) and not self.closed:
+            name = lean_name(expr.name)
+            return name if value_domain(expr.value) == domain else f"({name} : {domain})"
+        if isinstance(expr, Num | Var):
+            if typed and expr.value >= 0:
+                text = bare_number(expr.value, expr.text)
+                return f"({text})" if "/" in text and parent > 0 else text
+            return lean_number(expr.value, domain, expr.text)
+        if isinstance(expr, Neg):
+            if domain == "ℕ":
+                raise UntraceableProgramError("negation has no meaning in ℕ")
+            return f"(-{self.expr(expr.operand, 100)})"
+        if isinstance(expr, Call):
+            if expr.fn == "abs":
+                return f"|{self.expr(expr.args[0], 0)}|"
+            text = self.expr(expr.args[0], 100)
+            for arg in expr.args[1:]:
+                text = f"({expr.fn} {text} {self.expr(arg, 100)})"
+            return text
+        if isinstance(expr, BinOp):
+            return self._binop(expr, parent, typed)
+        raise UntraceableProgramError(f"cannot render {type(expr).__name__}")
+
+    def _binop(self, expr: BinOp, parent: int, typed: bool) -> str:
+        op = expr.op
+        domain = self.domain
+        prec = _PRECEDENCE[op]
+        if op in ("//", "%"):
+            if domain == "ℚ":
+                raise UntraceableProgramError(f"'{op}' on non-integral values has no ℚ counterpart")
+            if domain == "ℤ" and expr.right.value <= 0:
+                raise UntraceableProgramError(
+                    f"'{op}' by a non-positive divisor rounds differently in Lean's ℤ"
+                )
+        if op == "**":
+            base = self.expr(expr.left, prec + 1)
+            text = f"{base} ^ {self._exponent(expr.right)}"
+        else:
+            lean_op = "/" if op == "//" else op
+            left = self.expr(expr.left, prec, self._shared(expr.left, typed))
+            right = self.expr(expr.right, prec + 1, self._shared(expr.right, typed))
+            text = f"{left} {lean_op} {right}"
+        return f"({text})" if prec < parent else text
+
+    @staticmethod
+    def _shared(child: Expr, typed: bool) -> bool | None:
+        """Operands inside the same arithmetic tree (and its leaves) share its type; negation,
+        calls and powers start a tree of their own (None: decided there)."""
+        return typed if _in_group(child) or isinstance(child, Num | Var) else None
+
+    def _exponent(self, expr: Expr) -> str:
+        nodes = list(walk(expr))
+        if not all(n.value.denominator == 1 and n.value >= 0 for n in nodes):
+            raise UntraceableProgramError("exponent is not a natural number")
+        return _Renderer("ℕ", self.closed).expr(expr, 100)
 
 
-def _render_binop(expr: BinOp, domain: Domain, parent: int) -> str:
-    op = expr.op
-    prec = _PRECEDENCE[op]
-    if op in ("//", "%"):
-        if domain == "ℚ":
-            raise UntraceableProgramError(f"'{op}' on non-integral values has no ℚ counterpart")
-        if domain == "ℤ" and expr.right.value <= 0:
-            raise UntraceableProgramError(
-                f"'{op}' by a non-positive divisor rounds differently in Lean's ℤ"
-            )
-    if op == "**":
-        base = _render(expr.left, domain, prec + 1)
-        text = f"{base} ^ {_render_exponent(expr.right)}"
-    else:
-        lean_op = "/" if op == "//" else op
-        left = _render(expr.left, domain, prec)
-        right = _render(expr.right, domain, prec + 1)
-        text = f"{left} {lean_op} {right}"
-    return f"({text})" if prec < parent else text
+# Lean 4 keywords a Python name can spell; such a binder is written «name».
+_LEAN_KEYWORDS = frozenset(
+    (  # noqa: SIM905 - a word list reads better as one string
+        "at by do else end fun have if in let match then with from show open import theorem"
+        " lemma def example where instance class structure inductive namespace section variable"
+        " universe mutual deriving calc suffices obtain using only this axiom noncomputable"
+        " private protected partial unsafe macro syntax attribute local scoped export renaming"
+        " hiding infix infixl infixr notation prefix postfix nomatch nofun termination_by"
+        " decreasing_by Type Prop Sort set_option omit include opaque abbrev"
+    ).split()
+)
+# Names the rendered terms use for functions: a binder of that name would shadow them.
+_TERM_FUNCTIONS = frozenset(("min", "max", "abs"))
 
 
-def _render_exponent(expr: Expr) -> str:
-    nodes = list(walk(expr))
-    if not all(n.value.denominator == 1 and n.value >= 0 for n in nodes):
-        raise UntraceableProgramError("exponent is not a natural number")
-    return _render(expr, "ℕ", 100)
+def lean_name(name: str) -> str:
+    """A Lean identifier for a Python argument name: as is when it is a plain ASCII name,
+    `min'` for the functions terms call, «name» for keywords and anything else."""
+    if name in _TERM_FUNCTIONS:
+        return f"{name}'"
+    if name.isascii() and name.isidentifier() and name != "_" and name not in _LEAN_KEYWORDS:
+        return name
+    return f"«{name}»"
 
 
 def python_value(expr: Expr) -> int | float | Fraction:
     """The value Python computes for the term: the exact value in the node's type where
     `exact`, else the node's float arithmetic replayed on its operands' Python values (the
     same correctly rounded operations, in the same order, as the program ran)."""
-    if expr.exact or isinstance(expr, Num):
+    if expr.exact or isinstance(expr, Num | Var):
         if expr.py == "int":
             return int(expr.value)
         return float(expr.value) if expr.py == "float" else expr.value

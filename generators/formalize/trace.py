@@ -1,8 +1,9 @@
 """Symbolic tracing of a straight-line `solution()` program into one Lean 4 expression.
 
-The program is parsed with `ast`, never executed: each argument is bound to a literal holding
-the record's variable value, each assignment binds a name to an expression tree, and the
-`return` expression, with every name substituted, is the term the Lean statement is about.
+The program is parsed with `ast`, never executed: each argument is bound to a variable leaf
+(`term.Var`: its name and the record's value for it), each assignment binds a name to an
+expression tree, and the `return` expression, with every name substituted, is the term the
+Lean statement is about: over the arguments as named variables and the program's own literals.
 Values are carried along in exact rational arithmetic (decimal literals such as 0.1 are read
 as the decimals they spell, which is what Lean's `(0.1 : ℚ)` means too), so the caller can
 check the traced value against the record's answer and pick the Lean number type (ℕ, ℤ or
@@ -55,6 +56,7 @@ from mathsynth.generators.formalize.term import (
     is_double,
     number,
     python_value,
+    variable,
 )
 
 # Bounds that keep statements readable and Lean's kernel arithmetic cheap.
@@ -85,8 +87,22 @@ _PY_OPS: dict[type[ast.operator], str] = {
 _LOOP_NAMES = {"For": "a for loop", "While": "a while loop", "If": "a branch (if)"}
 
 
+@dataclass(frozen=True, slots=True)
+class Traced:
+    """A traced program: the term `solution()` returns and its argument names, in order."""
+
+    term: Expr
+    parameters: tuple[str, ...]
+
+
 def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
-    """The term `solution(**variables)` returns, as an expression tree over literals.
+    """The term `solution(**variables)` returns (see `trace_program`)."""
+    return trace_program(program, variables).term
+
+
+def trace_program(program: str, variables: Mapping[str, Any]) -> Traced:
+    """The term `solution(**variables)` returns, as an expression tree over the arguments
+    (`Var` leaves holding their values) and literals.
 
     Raises UntraceableProgramError when the program is not valid Python, has no `solution`
     function, lacks a value for an argument, or uses anything but straight-line arithmetic
@@ -116,10 +132,11 @@ def trace_solution(program: str, variables: Mapping[str, Any]) -> Expr:
     frame = tracer.frame(solution, closure=False)
     for arg in solution.node.args.args:
         if arg.arg in variables:
-            frame.bindings[arg.arg] = number(variables[arg.arg])
+            frame.bindings[arg.arg] = variable(arg.arg, variables[arg.arg])
         else:
             frame.bindings[arg.arg] = solution.default(arg.arg)
-    return frame.body(solution.node.body)
+    term = frame.body(solution.node.body)
+    return Traced(term, tuple(a.arg for a in solution.node.args.args))
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

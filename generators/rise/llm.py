@@ -3,11 +3,19 @@
 Self-edit (RISE's prompt): the model rewrites one step of a verified solution to contain a
 given error type without admitting it. RISE's filters drop replies that mention a mistake /
 incorrect / wrong / error and replies that change nothing; we also drop multi-line replies and
-keep an edit only when `ErrorInjector.confirm_rewrite` proves it wrong by recomputation.
+keep an edit only when `ErrorInjector.confirm_rewrite` proves it wrong by recomputation: the
+step's results change (with or without false arithmetic), the change is carried through the
+later steps to a different final answer, and every changed value passes the same plausibility
+and formatting rules as the rule-based edits.
 
-Sampled pairs: the model solves the problem `samples` times; a sample whose final answer
-equals the verified answer is paired (chosen) with one whose final answer differs (rejected).
-Answers are compared as exact numbers; a problem whose answer is not a number gets none.
+Sampled pairs: the model solves the problem `samples` times. A chosen sample ends on the
+verified answer and every equation in it recomputes exactly (a right answer reached through
+wrong arithmetic is no example to prefer); a rejected one ends on a different number, so it is
+wrong by exact comparison with the verified answer. Of the (chosen, rejected) combinations,
+in sample order, the first whose texts write numbers the same way is paired
+(`formatting.NumberStyle.signature`: padding, thousands separators, money signs, the final
+answer's look), so number formatting cannot tell the sides apart. Answers are compared as exact
+numbers; a problem whose answer is not a number gets none ("answer_not_numeric").
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from mathsynth.generators.llm import (
     usage_provenance,
 )
 from mathsynth.generators.llm.stage_stats import complete_counted
+from mathsynth.generators.rise.formatting import signature
 from mathsynth.generators.rise.inject import ErrorInjector
+from mathsynth.generators.rise.plausible import Dropped
 from mathsynth.generators.rise.spans import diff_spans
-from mathsynth.generators.rise.steps import find_answer
+from mathsynth.generators.rise.steps import find_answer, find_equations
 from mathsynth.numbers import parse_number
 from mathsynth.records import (
     PreferencePair,
@@ -61,8 +71,10 @@ class RiseSelfEdit(RecordStage):
 
     Passes every record through. Verified Problems are buffered `batch_size` at a time so
     their requests go to the LLM concurrently; each buffered record is yielded, followed by
-    its pairs and Rejection(stage="rise") rows for edits that were dropped (reason names
-    the filter: "admits_error", "unchanged", "multi_line", "unconfirmed", "llm_*").
+    its pairs and Rejection(stage="rise") rows for what was dropped (reason names the filter:
+    "admits_error", "unchanged", "multi_line", "unconfirmed" (the detail names the rule, also
+    counted as `dropped:<rule>`), "no_sampled_contrast", "format_mismatch",
+    "answer_not_numeric", "llm_*").
     """
 
     name = "rise"
@@ -113,7 +125,7 @@ class RiseSelfEdit(RecordStage):
 
     def _plan(self, problem: Problem) -> _Plan:
         solution = remove_calculator_annotations(problem.solution)
-        injector = ErrorInjector(problem.question, solution)
+        injector = ErrorInjector(problem.question, solution, problem.answer)
         rng = random.Random(int(content_id(self.seed, "rise.self_edit", problem.id), 16))
         steps = [i for i in range(injector.parsed.step_count) if injector.parsed.equations[i]]
         step = rng.choice(steps) if steps else None
@@ -154,13 +166,15 @@ class RiseSelfEdit(RecordStage):
                     "self-edit dropped: multi_line",
                 )
             ]
-        found = plan.injector.confirm_rewrite(plan.step, reply, "llm_self_edit")
-        if found is None:
+        try:
+            found = plan.injector.confirm_rewrite(plan.step, reply, "llm_self_edit")
+        except Dropped as dropped:
+            self.stat_update(f"dropped:{dropped.reason}")
             return [
                 self.reject(
                     {**as_dict(problem), "raw_reply": reply},
                     "unconfirmed",
-                    "self-edit dropped: unconfirmed",
+                    f"self-edit dropped: unconfirmed ({dropped})",
                 )
             ]
         self.stat_update("pairs.llm_self_edit")
@@ -198,19 +212,41 @@ class RiseSelfEdit(RecordStage):
             return [result.to_rejection(self, as_dict(problem))]
         gold = _number(problem.answer)
         if gold is None:
-            return []
-        right = [c for c in result if _final_answer(c.text) == gold]
-        wrong = [c for c in result if (a := _final_answer(c.text)) is not None and a != gold]
+            return [self.reject(problem, "answer_not_numeric", f"answer {problem.answer!r}")]
+        texts = [(c, remove_calculator_annotations(c.text.strip())) for c in result]
+        right = [(c, t) for c, t in texts if _final_answer(t) == gold and _recomputes(t)]
+        wrong = [(c, t) for c, t in texts if (a := _final_answer(t)) is not None and a != gold]
         if not right or not wrong:
             return [
                 self.reject(
                     problem, "no_sampled_contrast", f"{len(right)} right, {len(wrong)} wrong"
                 )
             ]
-        chosen, rejected = right[0].text.strip(), wrong[0].text.strip()
+        match = next(
+            (
+                (good, bad)
+                for good in right
+                for bad in wrong
+                if signature(good[1]) == signature(bad[1])
+            ),
+            None,
+        )
+        if match is None:
+            return [
+                self.reject(
+                    problem,
+                    "format_mismatch",
+                    f"no right and wrong sample write numbers alike ({len(right)} right, "
+                    f"{len(wrong)} wrong)",
+                )
+            ]
+        (good, chosen), (bad, rejected) = match
         step, start = _first_divergence(chosen, rejected)
         self.stat_update("pairs.sampled_solution")
-        detail = f"chosen answers {problem.answer}; rejected answers {_final_answer(rejected)}"
+        detail = (
+            f"chosen answers {problem.answer} and every step recomputes; rejected answers "
+            f"{_final_answer(rejected)}"
+        )
         return [
             PreferencePair(
                 source_id=problem.id,
@@ -228,7 +264,9 @@ class RiseSelfEdit(RecordStage):
                     "generator": self.name,
                     "source_generator": problem.generator,
                     "samples": len(result),
-                    **usage_provenance([right[0], wrong[0]]),
+                    "answer_before": problem.answer,
+                    "answer_after": _answer_text(rejected),
+                    **usage_provenance([good, bad]),
                 },
             )
         ]
@@ -286,10 +324,20 @@ def _number(text: str) -> Any:
         return None
 
 
-def _final_answer(text: str) -> Any:
+def _answer_text(text: str) -> str | None:
     lines = [line for line in text.strip().split("\n") if line.strip()]
     token = find_answer(lines[-1]) if lines else None
-    return parse_number(token.text) if token else None
+    return token.text if token else None
+
+
+def _final_answer(text: str) -> Any:
+    written = _answer_text(text)
+    return parse_number(written) if written is not None else None
+
+
+def _recomputes(text: str) -> bool:
+    """Every `expr = value` equation in the text holds exactly (or as rounded)."""
+    return all(eq.is_correct for line in text.split("\n") for eq in find_equations(line))
 
 
 def _first_divergence(chosen: str, rejected: str) -> tuple[int, int]:

@@ -19,7 +19,10 @@ class RiseErrorInjection(RecordStage):
 
     Every input record passes through unchanged. A verified Problem is followed by a
     PreferencePair, or by a Rejection(stage="rise") when its solution has no arithmetic step
-    ("no_equations") or no edit could be confirmed ("no_valid_edit"). The edit depends only on
+    ("no_equations"), no final "The answer is N." line to get wrong ("no_final_answer"), or no
+    edit passed the rules of `rise.inject` ("no_valid_edit"; the detail counts the reasons).
+    Every candidate edit dropped on the way is counted in the stage stats as
+    `dropped:<reason>` (the build's catalog keeps them per batch). The edit depends only on
     (seed, problem id). With an LLM, `rise.llm.RiseSelfEdit` runs after it on the same stream
     and adds self-edit and sampled-solution pairs.
     """
@@ -39,14 +42,19 @@ class RiseErrorInjection(RecordStage):
     def pair_for(self, problem: Problem) -> PreferencePair | Rejection:
         """The preference pair for one verified problem, or why there is none."""
         solution = remove_calculator_annotations(problem.solution)
-        injector = ErrorInjector(problem.question, solution)
+        injector = ErrorInjector(problem.question, solution, problem.answer)
         if not injector.has_equations:
             return self.reject(problem, "no_equations", "no step has an `expr = value` equation")
+        if not injector.has_final_answer:
+            return self.reject(problem, "no_final_answer", "no final 'The answer is N.' line")
         rng = random.Random(int(content_id(self.seed, problem.id), 16))
         found = injector.inject(rng)
+        for reason, count in injector.dropped.items():
+            self.stat_update(f"dropped:{reason}", count)
         if found is None:
+            reasons = ", ".join(f"{n} {r}" for r, n in injector.dropped.most_common())
             return self.reject(
-                problem, "no_valid_edit", "no edit changed a step's value or the final answer"
+                problem, "no_valid_edit", f"no edit passed the checks ({reasons or 'no edits'})"
             )
         self.stat_update("pairs")
         self.stat_update(f"pairs.{found.error_type}")

@@ -38,8 +38,12 @@ _TOKEN = re.compile(
     rf"(?P<operand>{_OPERAND})|(?P<op>{_OPERATOR})|(?P<lparen>\()|(?P<rparen>\))"
     rf"|(?P<unit>{_WORD})|(?P<space>\s+)"
 )
-_STANDALONE_NUMBER = re.compile(rf"(?<![\w.]){_OPERAND}")
-_ANSWER = re.compile(rf"(?:\b[Tt]he (?:final )?answer is|####)\s*:?\s*(?P<answer>-?\$?{NUMBER}%?)")
+# A fraction written in prose ("The answer is 7/2.") is one number.
+_FRACTION = r"(?:/\d+(?![\d.,]\d))?"
+_STANDALONE_NUMBER = re.compile(rf"(?<![\w.]){_OPERAND}{_FRACTION}")
+_ANSWER = re.compile(
+    rf"(?:\b[Tt]he (?:final )?answer is|####)\s*:?\s*(?P<answer>-?\$?{NUMBER}{_FRACTION}%?)"
+)
 
 PYTHON_OPERATOR = {
     "+": "+",
@@ -239,43 +243,24 @@ def find_answer(line: str) -> Token | None:
     return Token("operand", match.group("answer"), match.start("answer"), match.end("answer"))
 
 
-def render_number(value: Fraction, like: str) -> str | None:
-    """Write `value` the way the number `like` is written ($, thousands commas, %, 2-dp money).
-
-    Returns None when the value has no short exact decimal form (e.g. 7/3): an edit that
-    produces such a value would read as an obvious artefact, not a subtle error.
-    """
-    if "/" in like and value.denominator != 1:
-        return f"{value.numerator}/{value.denominator}"  # a fraction stays a fraction: 3/4
-    percent = like.endswith("%")
-    shown = value * 100 if percent else value
-    places = decimals(like)
-    if shown.denominator != 1 and (shown * 100).denominator != 1:
-        return None
-    if shown.denominator != 1:
-        places = max(places, 1 if (shown * 10).denominator == 1 else 2)
-    body = _format_fixed(shown, places, thousands="," in like)
-    if like.lstrip("-").startswith("$"):
-        body = "-$" + body[1:] if body.startswith("-") else "$" + body
-    return body + ("%" if percent else "")
+def fraction_groups(tokens: Sequence[Token]) -> list[int]:
+    """Indices i where tokens i..i+2 are a fraction written without spaces ("7/2" in
+    "5 - 7/2"): how a solution writes a fractional result it uses later. Part of a longer
+    run of "/" ("6/2/3") is not a fraction."""
+    found = []
+    for i in range(len(tokens) - 2):
+        a, op, b = tokens[i], tokens[i + 1], tokens[i + 2]
+        if not (a.kind == "operand" == b.kind and op.kind == "op" and op.text == "/"):
+            continue
+        if a.end != op.start or op.end != b.start or not _is_whole_number(a, b):
+            continue
+        before = tokens[i - 1] if i > 0 else None
+        after = tokens[i + 3] if i + 3 < len(tokens) else None
+        if (before is not None and before.text == "/") or (after is not None and after.text == "/"):
+            continue
+        found.append(i)
+    return found
 
 
-def render_rounded(value: Fraction, like: str) -> str:
-    """Write `value` rounded to the decimals `like` shows (for results that were rounded)."""
-    places = decimals(like)
-    rounded = round_half_up(value * 100 if like.endswith("%") else value, places)
-    body = _format_fixed(rounded, places, thousands="," in like)
-    if like.lstrip("-").startswith("$"):
-        body = "-$" + body[1:] if body.startswith("-") else "$" + body
-    return body + ("%" if like.endswith("%") else "")
-
-
-def _format_fixed(value: Fraction, places: int, thousands: bool) -> str:
-    scale = 10**places
-    units = abs(value) * scale
-    assert units.denominator == 1, "caller rounds first"
-    whole, frac = divmod(int(units), scale)
-    text = f"{whole:,}" if thousands else str(whole)
-    if places:
-        text += "." + str(frac).zfill(places)
-    return "-" + text if value < 0 else text
+def _is_whole_number(*tokens: Token) -> bool:
+    return all(t.text.isdigit() for t in tokens)
