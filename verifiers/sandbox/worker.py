@@ -1,16 +1,21 @@
-"""The worker side: runs jobs one after another in a forked, isolated process.
+"""The worker side: runs jobs in a forked, isolated process.
 
-Wire protocol (newline-delimited JSON over a Unix socket):
+Wire protocol (newline-delimited JSON over the worker's own Unix socket):
   parent -> worker, one line per batch:
-      {"codes": [source, ...], "jobs": [[index, code_no, kwargs, capture_locals, checks], ...]}
+      {"codes": [source, ...], "jobs": [[index, code_no, kwargs, capture_locals, checks], ...],
+       "once": true|absent}
   worker -> parent, one line per job as soon as it finishes:
       {"i": index, "s": status, "r": result, "o": stdout, "e": error, "l": locals, "f": failed}
   plus "x": 1 when the worker exits right after that job (memory exhausted or a preloaded
   module was tampered with) so the parent reruns the rest of the batch on a fresh worker.
 
-Each job gets a fresh globals dict and a fresh copy of the builtins dict; compiled code is
-cached by source. State a program could leave behind in shared modules is checked after every
-job (see `_Integrity`); when it changed, the worker retires instead of serving the next job.
+"once" is how every untrusted program runs: the worker was forked for this one job, runs it
+and exits; the parent reads exactly one line from this socket and then kills the process, so
+whatever the program does to its interpreter (frames, gc, builtins, modules, the socket) can
+reach nothing but its own result. Without "once" (only for the bundled library's own
+programs, see pool.py) the worker serves batch after batch: each job gets a fresh globals
+dict and builtins copy, and shared module state is checked after every job (`_Integrity`) as
+a guard against bugs, not against attacks.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -149,7 +153,8 @@ class _Integrity:
 
 
 class Worker:
-    """Serves batches on `sock` until the parent closes it."""
+    """Runs the jobs of the batches read from `sock`: one batch and exit ("once"), or
+    batches until the parent closes the socket."""
 
     def __init__(
         self, sock: socket.socket, *, output_limit: int, workdir: str, timeout_s: float
@@ -160,7 +165,7 @@ class Worker:
         self._workdir = workdir
         self._codes: dict[tuple[str, bool], Any] = {}
         self._checks: dict[str, Any] = {}
-        self._integrity = _Integrity()
+        self._integrity: _Integrity | None = None  # taken before a batch worker's first job
         self._base_builtins = dict(vars(builtins))
         self._check_globals = {"math": math, "Fraction": Fraction}
 
@@ -171,15 +176,21 @@ class Worker:
             if not line:
                 return
             message = json.loads(line)
+            once = bool(message.get("once"))
             codes: list[str] = message["codes"]
-            limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
+            if not once:
+                if self._integrity is None:
+                    self._integrity = _Integrity()
+                limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
             for index, code_no, kwargs, capture, checks in message["jobs"]:
-                reply, retire = self._run_job(codes[code_no], decode(kwargs), capture, checks)
+                reply, retire = self._run_job(
+                    codes[code_no], decode(kwargs), capture, checks, check_integrity=not once
+                )
                 reply["i"] = index
                 if retire:
                     reply["x"] = 1
                 self._send(reply)
-                if retire:
+                if retire or once:
                     return
 
     def _send(self, reply: dict[str, Any]) -> None:
@@ -192,7 +203,13 @@ class Worker:
         self._sock.sendall(data.encode("utf-8", "surrogatepass") + b"\n")
 
     def _run_job(
-        self, source: str, kwargs: dict[str, Any], capture_locals: bool, checks: list[str]
+        self,
+        source: str,
+        kwargs: dict[str, Any],
+        capture_locals: bool,
+        checks: list[str],
+        *,
+        check_integrity: bool,
     ) -> tuple[dict[str, Any], bool]:
         capture = capture_locals or bool(checks)
         captured: list[dict[str, Any]] = []
@@ -243,7 +260,7 @@ class Worker:
         finally:
             sys.stdout, sys.stderr = saved
         reply["o"] = out.getvalue()
-        if not self._reset():
+        if check_integrity and not self._reset():
             retire = True
         return reply, retire
 
@@ -292,7 +309,7 @@ class Worker:
             _reset_numeric_contexts()
         except Exception:  # noqa: BLE001 - cannot clean up: retire instead
             return False
-        return self._integrity.intact()
+        return self._integrity is not None and self._integrity.intact()
 
 
 def _reset_numeric_contexts() -> None:
@@ -315,14 +332,6 @@ def _describe(exc: BaseException) -> str:
     return message[:_MAX_ERROR_CHARS]
 
 
-def serve_forever(
-    sock: socket.socket,
-    *,
-    output_limit: int,
-    workdir: str,
-    timeout_s: float,
-    setup: Callable[[], None],
-) -> None:
-    """Entry point in the forked child: isolate (`setup`), then serve until EOF."""
-    setup()
+def serve(sock: socket.socket, *, output_limit: int, workdir: str, timeout_s: float) -> None:
+    """Entry point in the forked, isolated child: serve one batch ("once") or until EOF."""
     Worker(sock, output_limit=output_limit, workdir=workdir, timeout_s=timeout_s).serve()
