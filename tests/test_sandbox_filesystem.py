@@ -294,7 +294,7 @@ def test_doctor_lists_every_layer_and_the_mounts_a_program_sees(disable: object)
 
 @pytest.mark.slow
 def test_each_row_records_the_isolation_level_that_checked_it(default_build: Path) -> None:
-    rows = read_table(default_build, "sft").to_pylist()
+    rows = read_table(default_build, "sft")
     levels = {json.loads(r["provenance"])["sandbox"] for r in rows}
     assert levels == {"full"} if FULL else len(levels) == 1
 
@@ -310,7 +310,7 @@ def test_a_reduced_build_says_which_layer_and_records_it(
     assert proc.returncode == 0, proc.stderr[-3000:]
     warnings = [line for line in proc.stderr.splitlines() if "sandbox isolation reduced" in line]
     assert warnings and "seccomp (disabled by MATHSYNTH_SANDBOX_DISABLE)" in warnings[0]
-    rows = read_table(out, "sft").to_pylist()
+    rows = read_table(out, "sft")
     assert rows
     levels = {json.loads(r["provenance"])["sandbox"] for r in rows}
     assert len(levels) == 1 and "-seccomp" in levels.pop()

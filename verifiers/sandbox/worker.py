@@ -29,6 +29,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -165,21 +166,20 @@ class Worker:
         self._workdir = workdir
         self._codes: dict[tuple[str, bool], Any] = {}
         self._checks: dict[str, Any] = {}
-        self._integrity: _Integrity | None = None  # taken before a batch worker's first job
-        self._base_builtins = dict(vars(builtins))
+        # Taken before a batch worker's first job. A "once" worker needs neither: nothing
+        # runs after its program, so it may change its builtins as it likes.
+        self._integrity: _Integrity | None = None
+        self._base_builtins: dict[str, Any] | None = None
         self._check_globals = {"math": math, "Fraction": Fraction}
 
     def serve(self) -> None:
-        reader = self._sock.makefile("rb")
-        while True:
-            line = reader.readline()
-            if not line:
-                return
+        for line in _lines(self._sock):
             message = json.loads(line)
             once = bool(message.get("once"))
             codes: list[str] = message["codes"]
             if not once:
                 if self._integrity is None:
+                    self._base_builtins = dict(vars(builtins))
                     self._integrity = _Integrity()
                 limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
             for index, code_no, kwargs, capture, checks in message["jobs"]:
@@ -218,10 +218,7 @@ class Worker:
             captured.append(frame_locals)
             return value
 
-        namespace: dict[str, Any] = {
-            "__name__": "__main__",
-            "__builtins__": dict(self._base_builtins),
-        }
+        namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": self._builtins()}
         if capture:
             namespace[_CAPTURE] = capture_hook
             namespace[_LOCALS] = builtins.locals
@@ -264,6 +261,11 @@ class Worker:
             retire = True
         return reply, retire
 
+    def _builtins(self) -> Any:
+        """A fresh copy of the builtins for each job of a batch worker; the module itself
+        for a worker that runs one job only."""
+        return dict(self._base_builtins) if self._base_builtins is not None else builtins
+
     def _compiled(self, source: str, capture: bool) -> Any:
         key = (source, capture)
         code = self._codes.get(key)
@@ -281,7 +283,7 @@ class Worker:
         answer: Any,
     ) -> list[str]:
         scope = {**self._check_globals, **kwargs, **frame_locals, "answer": answer}
-        scope["__builtins__"] = dict(self._base_builtins)
+        scope["__builtins__"] = self._builtins()
         failed = []
         for check in checks:
             try:
@@ -330,6 +332,21 @@ def _describe(exc: BaseException) -> str:
         text = ""
     message = f"{name}: {text}" if text else name
     return message[:_MAX_ERROR_CHARS]
+
+
+def _lines(sock: socket.socket) -> Iterator[bytes]:
+    """The newline-terminated messages arriving on `sock`, until the parent closes it."""
+    buffer = b""
+    while True:
+        end = buffer.find(b"\n")
+        if end >= 0:
+            yield buffer[: end + 1]
+            buffer = buffer[end + 1 :]
+            continue
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return
+        buffer += chunk
 
 
 def serve(sock: socket.socket, *, output_limit: int, workdir: str, timeout_s: float) -> None:
