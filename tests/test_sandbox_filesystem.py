@@ -233,9 +233,7 @@ def test_without_mount_namespaces_landlock_still_hides_host_files(
         )
         (r,) = sb.run([SandboxJob("w", code)])
         assert (r.status, r.result) == ("ok", ["here.txt"]), r.error
-    assert (
-        "warning: sandbox isolation reduced: filesystem=landlock" in capfd.readouterr().err
-    )
+    assert "warning: sandbox isolation reduced: filesystem=landlock" in capfd.readouterr().err
 
 
 def test_a_machine_without_filesystem_isolation_says_so(

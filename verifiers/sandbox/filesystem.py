@@ -29,6 +29,7 @@ import importlib
 import importlib.metadata
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -49,8 +50,10 @@ MNT_DETACH = 2
 # Where the Python installation appears inside the sandbox.
 PREFIX = "/python"
 SITE = f"{PREFIX}/site"
-# The directories the dynamic loader searches (symlinks on merged-/usr systems are recreated
-# as symlinks); an extension module imported lazily needs its shared libraries from here.
+# The dynamic loader's directories: an extension module imported lazily needs its shared
+# libraries. Those that /etc/ld.so.cache lists are bound (not all of /usr/lib, which holds
+# whole applications); these top-level ones are recreated as the symlinks they are on
+# merged-/usr systems, or bound when `ldconfig -p` cannot say.
 LOADER_DIRS = (
     "/lib",
     "/lib64",
@@ -204,8 +207,8 @@ def plan_mounts(site_entries: dict[str, list[str]]) -> tuple[list[Mount], list[t
     for path in LOADER_DIRS:
         if os.path.islink(path):
             mounts.append(Mount(path, os.readlink(path), "link"))
-        elif os.path.isdir(path):
-            mounts.append(Mount(path, path, "dir"))
+    for path in _loader_dirs():
+        mounts.append(Mount(path, path, "dir"))
     for path in LOADER_FILES:
         if os.path.isfile(path):
             mounts.append(Mount(path, os.path.realpath(path), "file"))
@@ -238,6 +241,26 @@ def plan_mounts(site_entries: dict[str, list[str]]) -> tuple[list[Mount], list[t
     mounts.append(Mount("/tmp", "", "tmpfs", writable=True))
     moves.sort(key=lambda m: len(m[0]), reverse=True)
     return mounts, moves
+
+
+def _loader_dirs() -> list[str]:
+    """Directories of the libraries in the loader's cache (real paths, outermost only)."""
+    found: set[str] = set()
+    for ldconfig in ("/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"):
+        try:
+            out = subprocess.run(
+                [ldconfig, "-p"], capture_output=True, text=True, timeout=30, check=True
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            if "=>" in line:
+                found.add(os.path.dirname(os.path.realpath(line.split("=>", 1)[1].strip())))
+        break
+    if not found:
+        found = {p for p in LOADER_DIRS if os.path.isdir(p) and not os.path.islink(p)}
+    found = {p for p in found if os.path.isdir(p)}
+    return sorted(p for p in found if not any(p.startswith(q + os.sep) for q in found))
 
 
 # -- pivot_root ---------------------------------------------------------------------------------
