@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import subprocess
@@ -113,14 +114,22 @@ def _is_site(path: str) -> bool:
     return os.path.basename(path) in ("site-packages", "dist-packages")
 
 
-def _top_level_entry(module: Any) -> str | None:
-    """The file or directory a top-level module was imported from."""
-    paths = getattr(module, "__path__", None)
-    if paths:
-        for p in paths:
-            return os.path.realpath(p)
-    origin = getattr(module, "__file__", None)
-    return os.path.realpath(origin) if origin else None
+def _top_level_entry(name: str) -> str | None:
+    """The file or directory a top-level module is (or would be) imported from, found
+    without importing it."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None) if module is not None else None
+    if spec is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        for path in spec.submodule_search_locations:
+            return os.path.realpath(path)
+    return os.path.realpath(spec.origin) if spec.origin and os.path.isabs(spec.origin) else None
 
 
 def allowed_entries(
@@ -136,11 +145,7 @@ def allowed_entries(
     stdlib = _stdlib_dirs()
     by_site: dict[str, list[str]] = {}
     for name in sorted(names):
-        module = sys.modules.get(name)
-        if module is None:
-            with contextlib.suppress(Exception):
-                module = importlib.import_module(name)
-        entry = _top_level_entry(module) if module is not None else None
+        entry = _top_level_entry(name)
         if entry is None or not os.path.exists(entry):
             continue
         if any(entry.startswith(s + os.sep) for s in stdlib) and not _in_site(entry):

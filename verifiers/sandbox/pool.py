@@ -1,4 +1,4 @@
-"""The parent side: a zygote that forks isolated workers, and one dispatcher thread that
+"""The parent side: zygotes that fork isolated workers, and one dispatcher thread that
 hands jobs to them, reads their results and enforces a hard wall-clock timeout.
 
 Every untrusted program (anything an LLM wrote or a dataset supplied: every job whose source
@@ -10,8 +10,9 @@ written for this project) run in batches on long-lived workers instead, because 
 build runs ~70,000 of them and a fork per job would cost a millisecond or more each (see
 bench/verifiers.py for the measured ratio).
 
-The zygote keeps `workers` freshly forked, fully isolated workers waiting, so a job never
-waits for a fork. `Sandbox.run` is thread-safe: calls from several threads share the pool.
+Each zygote (one with sympy imported, one without: see FLAVOURS) keeps `workers` freshly
+forked, fully isolated workers waiting, so a job never waits for a fork. `Sandbox.run` is
+thread-safe: calls from several threads share the pool.
 """
 
 from __future__ import annotations
@@ -46,6 +47,16 @@ _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 DISABLE_ENV = "MATHSYNTH_SANDBOX_DISABLE"
 
 
+# A program that mentions sympy or mpmath forks from the zygote that has them imported and
+# warmed up; any other from one without them, which forks and exits ~40% faster (a program
+# that imports sympy in some other way still can, at the cost of the import).
+FLAVOURS = ("sympy", "plain")
+
+
+def flavour_of(code: str) -> str:
+    return "sympy" if "sympy" in code or "mpmath" in code else "plain"
+
+
 class SandboxError(MathsynthError):
     """The sandbox itself failed (its zygote could not start or died), not a program."""
 
@@ -64,9 +75,11 @@ def disabled_layers() -> list[str]:
 
 
 class _Zygote:
-    """Handle on the zygote process (see zygote.py); used by the dispatcher thread only."""
+    """Handle on one zygote process (see zygote.py); used by the dispatcher thread only.
+    Starting it returns at once; `ready()` waits for its report (so two start in parallel)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        self.flavour: str = config["flavour"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = scrubbed_environment(dict(os.environ))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
@@ -90,18 +103,24 @@ class _Zygote:
         )
         theirs.close()
         self.sock = ours
-        ours.settimeout(_STARTUP_TIMEOUT_S)
+        self.layers: list[Layer] = []
+        self.mounts: list[tuple[str, str]] = []
+
+    def ready(self) -> _Zygote:
+        """Wait for the zygote's report; raises SandboxError when it could not start."""
+        self.sock.settimeout(_STARTUP_TIMEOUT_S)
         try:
-            message = ours.recv(1 << 20)
+            message = self.sock.recv(1 << 20)
         except OSError:
             message = b""
-        ours.settimeout(None)
+        self.sock.settimeout(None)
         hello = json.loads(message) if message else {"error": "sandbox zygote exited at startup"}
         if "error" in hello:
             self.close()
             raise SandboxError(f"sandbox failed to start: {hello['error']}")
         self.layers = [Layer(n, bool(a), str(d), str(m)) for n, a, d, m in hello["layers"]]
-        self.mounts: list[tuple[str, str]] = [(str(a), str(b)) for a, b in hello["mounts"]]
+        self.mounts = [(str(a), str(b)) for a, b in hello["mounts"]]
+        return self
 
     def request(self, n: int) -> bool:
         try:
@@ -191,13 +210,15 @@ class _Call:
 
 @dataclass
 class _Item:
-    """Work for one process: a single untrusted job ("once"), or a batch of trusted ones."""
+    """Work for one process: a single untrusted job ("once"), or a batch of trusted ones,
+    for a worker of the zygote `flavour`."""
 
     call: _Call
     once: bool
     codes: list[str]
     jobs: list[list[Any]]  # wire form: [index, code_no, kwargs, capture_locals, checks]
     ids: list[str]
+    flavour: str = "sympy"
 
     def message(self) -> bytes:
         body: dict[str, Any] = {"codes": self.codes, "jobs": self.jobs}
@@ -209,7 +230,7 @@ class _Item:
         """The jobs after the first, to rerun elsewhere (batches only)."""
         if len(self.jobs) <= 1:
             return None
-        return _Item(self.call, self.once, self.codes, self.jobs[1:], self.ids[1:])
+        return _Item(self.call, self.once, self.codes, self.jobs[1:], self.ids[1:], self.flavour)
 
 
 @dataclass
@@ -220,24 +241,29 @@ class _Busy:
 
 
 class _Dispatcher:
-    """The one thread that talks to the zygote and the workers (so the parent's share of a
+    """The one thread that talks to the zygotes and the workers (so the parent's share of a
     job is a few system calls, not a thread switch per result)."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.workers = sandbox.workers
-        self.zygote = _Zygote(sandbox._config)
+        started = [_Zygote(sandbox._zygote_config(f)) for f in FLAVOURS]
+        try:
+            self.zygotes = {z.flavour: z for z in (z.ready() for z in started)}
+        except SandboxError:
+            for z in started:
+                z.close()
+            raise
         self._lock = threading.Lock()
         self._incoming: deque[_Item] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._queue: deque[_Item] = deque()
-        self._ready: deque[_Worker] = deque()
-        self._idle: deque[_Worker] = deque()
+        self._ready: dict[str, deque[_Worker]] = {f: deque() for f in FLAVOURS}
+        self._requested = dict.fromkeys(FLAVOURS, 0)
+        self._idle: deque[_Worker] = deque()  # batch workers (trusted programs), "sympy"
         self._busy: dict[int, _Busy] = {}
-        self._requested = 0
         self._stopping = False
-        self._calls: set[int] = set()
         self.thread = threading.Thread(target=self._loop, name="sandbox-dispatch", daemon=True)
         self.thread.start()
 
@@ -291,7 +317,7 @@ class _Dispatcher:
     def _assign(self) -> None:
         while self._queue and len(self._busy) < self.workers:
             item = self._queue[0]
-            pool = self._ready if item.once or not self._idle else self._idle
+            pool = self._ready[item.flavour] if item.once or not self._idle else self._idle
             if not pool:
                 return
             worker = pool.popleft()
@@ -305,39 +331,52 @@ class _Dispatcher:
             self._busy[worker.sock.fileno()] = _Busy(worker, item, deadline)
 
     def _top_up(self) -> None:
-        want = self.workers - len(self._ready) - self._requested
-        if want > 0 and self.zygote.request(want):
-            self._requested += want
+        for flavour, zygote in self.zygotes.items():
+            want = self.workers - len(self._ready[flavour]) - self._requested[flavour]
+            if want > 0 and zygote.request(want):
+                self._requested[flavour] += want
 
     def _wait(self) -> None:
         now = time.monotonic()
         deadlines = [b.deadline for b in self._busy.values()]
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
-        watched = [self._wake_r, self.zygote.sock, *self._busy]
+        by_sock = {z.sock: z for z in self.zygotes.values()}
+        watched = [self._wake_r, *by_sock, *self._busy]
         readable, _, _ = select.select(watched, [], [], timeout)
         for fd in readable:
             if fd == self._wake_r:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
-            elif fd is self.zygote.sock:
-                self._from_zygote()
+            elif isinstance(fd, socket.socket):
+                self._from_zygote(by_sock[fd].flavour)
             elif fd in self._busy:
                 self._from_worker(self._busy[fd])
 
-    def _from_zygote(self) -> None:
-        worker = self.zygote.receive()
+    def _from_zygote(self, flavour: str) -> None:
+        worker = self.zygotes[flavour].receive()
         if worker is not None:
-            self._requested -= 1
-            self._ready.append(worker)
+            self._requested[flavour] -= 1
+            self._ready[flavour].append(worker)
             return
         # The zygote died (it never runs a program; this is the machine, e.g. the OOM killer).
         # Start a new one; its workers' jobs in flight die with it and are reported killed.
-        self.zygote.close()
-        for stale in self._ready:
+        self.zygotes[flavour].close()
+        for stale in self._ready[flavour]:
             stale.kill()
-        self._ready.clear()
-        self._requested = 0
-        self.zygote = _Zygote(self.sandbox._config)
+        self._ready[flavour].clear()
+        self._requested[flavour] = 0
+        self.zygotes[flavour] = _Zygote(self.sandbox._zygote_config(flavour)).ready()
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers of the "sympy" zygote; one that is not in force in the other zygote
+        counts as not in force."""
+        other = {la.name: la for la in self.zygotes["plain"].layers}
+        merged = []
+        for layer in self.zygotes["sympy"].layers:
+            twin = other.get(layer.name)
+            merged.append(layer if twin is None or twin.active or not layer.active else twin)
+        return merged
 
     def _from_worker(self, busy: _Busy) -> None:
         worker = busy.worker
@@ -401,11 +440,12 @@ class _Dispatcher:
         for busy in list(self._busy.values()):
             busy.worker.kill()
         self._busy.clear()
-        for worker in (*self._ready, *self._idle):
+        for worker in (*self._idle, *(w for ready in self._ready.values() for w in ready)):
             worker.kill()
-        self._ready.clear()
         self._idle.clear()
-        self.zygote.close()
+        for flavour, zygote in self.zygotes.items():
+            self._ready[flavour].clear()
+            zygote.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -463,6 +503,9 @@ class Sandbox:
         self._dispatcher: _Dispatcher | None = None
         self._start_lock = threading.Lock()
 
+    def _zygote_config(self, flavour: str) -> dict[str, Any]:
+        return {**self._config, "flavour": flavour}
+
     # lifecycle -----------------------------------------------------------------------------
 
     def __enter__(self) -> Sandbox:
@@ -495,17 +538,17 @@ class Sandbox:
 
     @property
     def layers(self) -> list[Layer]:
-        """The isolation layers as the zygote reported them at startup."""
+        """The isolation layers as the zygotes reported them at startup."""
         self.start()
         assert self._dispatcher is not None
-        return list(self._dispatcher.zygote.layers)
+        return self._dispatcher.layers
 
     @property
     def mounts(self) -> list[tuple[str, str]]:
         """(path, what it is) for everything a program's filesystem shows."""
         self.start()
         assert self._dispatcher is not None
-        return list(self._dispatcher.zygote.mounts)
+        return list(self._dispatcher.zygotes["sympy"].mounts)
 
     @property
     def isolation(self) -> str:
@@ -542,7 +585,7 @@ class Sandbox:
                 trusted.append((index, job, kwargs))
             else:
                 wire = [index, 0, kwargs, job.capture_locals, list(job.checks)]
-                items.append(_Item(call, True, [job.code], [wire], [job.id]))
+                items.append(_Item(call, True, [job.code], [wire], [job.id], flavour_of(job.code)))
         size = max(1, min(_MAX_BATCH, math.ceil(len(trusted) / (self.workers * 4))))
         for start in range(0, len(trusted), size):
             chunk = trusted[start : start + size]

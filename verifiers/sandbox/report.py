@@ -86,15 +86,21 @@ def isolation_report(include_mounts: bool = False) -> list[tuple[str, bool, str]
             layers = sandbox.layers
             mounts = sandbox.mounts
             kwargs = {"host_files": _host_files(), "mounts": [p for p, _ in mounts]}
+            # one worker of each zygote (see pool.FLAVOURS): the second probe mentions sympy
+            codes = [_PROBE, _PROBE + "\nimport sympy\n"]
             probes = sandbox.run(
-                [SandboxJob(id=f"probe{i}", code=_PROBE, kwargs=kwargs) for i in range(2)]
+                [SandboxJob(id=f"probe{i}", code=c, kwargs=kwargs) for i, c in enumerate(codes)]
             )
     except SandboxError as exc:
         return [("sandbox", False, str(exc))]
-    probe = probes[0]
-    observed = probe.result if probe.status == "ok" and isinstance(probe.result, dict) else {}
-    pids = {p.result.get("pid") for p in probes if p.status == "ok" and isinstance(p.result, dict)}
-    observed["process"] = len(pids) == 2
+    failed = [p for p in probes if p.status != "ok" or not isinstance(p.result, dict)]
+    probe = failed[0] if failed else probes[0]
+    results = [p.result for p in probes if not failed]
+    observed: dict[str, object] = {}
+    for name in {k for r in results for k in r}:
+        values = [r.get(name) for r in results]
+        observed[name] = all(values) if all(isinstance(v, bool) for v in values) else values[-1]
+    observed["process"] = len({r.get("pid") for r in results}) == 2
     rows = []
     for layer in layers:
         seen = observed.get(layer.name)
