@@ -156,6 +156,8 @@ def open_context(config: BuildConfig, run_id: str) -> BuildContext:
         timeout_s=config.sandbox.timeout_s,
         memory_mb=config.sandbox.memory_mb,
         recycle_after=config.sandbox.recycle_after,
+        # the bundled library's own programs may share a worker; everything else gets its own
+        trusted_programs=[s.spec.program for s in bundled_seeds() if s.spec is not None],
     )
     # Resources are behind `Timed` proxies: each batch's stats say how long it waited on
     # each of them (executor/timing.py).
@@ -371,6 +373,7 @@ def execute_batch(ctx: BuildContext, batch: Batch) -> BatchResult:
             "pipeline_version": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "batch": batch.number,
+            "sandbox": ctx.sandbox.isolation,  # the isolation level this batch's programs ran under
         }
 
         def counted(stream: Iterable[Record]) -> Iterator[Record]:

@@ -9,7 +9,11 @@ def doctor_rows(config: BuildConfig) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
     from mathsynth.verifiers.sandbox import isolation_report
 
-    rows.extend((f"sandbox: {layer}", ok, detail) for layer, ok, detail in isolation_report())
+    # every isolation layer, then each entry of the filesystem a program sees ("mount ...")
+    for layer, ok, detail in isolation_report(include_mounts=True):
+        rows.append(
+            (f"sandbox {layer}" if layer.startswith("mount ") else f"sandbox: {layer}", ok, detail)
+        )
     try:
         from mathsynth.verifiers.lean import describe_lean_backend
     except ImportError:

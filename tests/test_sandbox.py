@@ -145,21 +145,43 @@ def test_run_is_thread_safe(sandbox: Sandbox) -> None:
         assert results == [i + k for i in range(200)]
 
 
-def test_workers_are_recycled_after_n_jobs() -> None:
+PID_PROGRAM = "import os\nprint(os.getpid())"
+
+
+def test_every_untrusted_job_gets_a_process_of_its_own() -> None:
     with Sandbox(workers=1, timeout_s=2.0, recycle_after=3) as sb:
         pids = []
         for _ in range(4):
-            results = sb.run(
-                [SandboxJob(id=str(i), code="import os\nprint(os.getpid())") for i in range(3)]
-            )
+            results = sb.run([SandboxJob(id=str(i), code=PID_PROGRAM) for i in range(3)])
             pids += [r.stdout for r in results]
+    assert len(set(pids)) == 12
+
+
+def test_trusted_programs_share_workers_recycled_after_n_jobs() -> None:
+    with Sandbox(workers=1, timeout_s=2.0, recycle_after=3, trusted_programs=[PID_PROGRAM]) as sb:
+        pids = []
+        for _ in range(4):
+            results = sb.run([SandboxJob(id=str(i), code=PID_PROGRAM) for i in range(3)])
+            pids += [r.stdout for r in results]
+        # a program that is not registered never lands on a trusted worker
+        (other,) = sb.run([SandboxJob(id="u", code=PID_PROGRAM + "\n")])
     assert len(set(pids)) == 4  # one pid per 3 jobs
+    assert other.stdout not in pids
 
 
 def test_isolation_report_lists_every_layer() -> None:
     rows = isolation_report()
     names = [name for name, _, _ in rows]
-    assert names == ["network", "filesystem", "uid", "seccomp", "rlimits", "environment", "workdir"]
+    assert names == [
+        "network",
+        "filesystem",
+        "uid",
+        "seccomp",
+        "rlimits",
+        "environment",
+        "workdir",
+        "process",
+    ]
     import os
 
     if os.geteuid() == 0:  # this machine and CI: every layer must be in force

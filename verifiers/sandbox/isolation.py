@@ -1,19 +1,19 @@
-"""The isolation layers around a worker, set up once rather than per job.
+"""Process isolation primitives: namespaces, seccomp, credentials, rlimits, environment.
 
-Process-wide layers are applied by the zygote (the process that forks the workers) right
-after it has imported the preloaded modules:
-  - network: a new, empty network namespace (no interfaces but a down loopback);
-  - filesystem: a private mount namespace where every mount is read-only, /tmp, /var/tmp and
-    /dev/shm are fresh private tmpfs, and /proc is hidden behind an empty tmpfs.
-Per-worker layers are applied in the forked child before it serves anything:
-  - its own session/process group (the parent kills the whole group on timeout),
-  - a private empty working directory, stdio on /dev/null,
+The zygote (the process that forks the workers) enters its namespaces once, right after it
+has imported the preloaded modules:
+  - user namespace, only when not started as root (it grants the mount and network
+    namespaces to an unprivileged user);
+  - mount namespace, used to build the minimal filesystem (see filesystem.py);
+  - network namespace: no interfaces but a down loopback.
+Each forked worker then applies, before it reads its job:
+  - its own session/process group and a parent-death signal,
   - rlimits on address space, CPU time, file size, open files, processes, core dumps,
-  - its own unprivileged uid/gid (when started as root),
-  - a seccomp filter (libseccomp via ctypes) denying socket creation, fork/clone/exec,
-    ptrace and namespace/mount syscalls.
-Each layer degrades gracefully: if the kernel or privileges do not allow it, the layer is
-reported inactive (see `isolation_report`) and the others still apply.
+  - its own unprivileged uid/gid (as root), or no capabilities (inside a user namespace),
+  - a seccomp filter compiled once in the zygote (libseccomp via ctypes) and loaded with
+    one prctl: no sockets, fork/clone/exec, ptrace, signals to other processes, namespace,
+    mount or file-handle syscalls.
+A layer that cannot be set up is reported inactive (never silently assumed), see report.py.
 """
 
 from __future__ import annotations
@@ -27,21 +27,18 @@ import resource
 from dataclasses import dataclass
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
 PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 
-_SCMP_ACT_ALLOW = 0x7FFF0000
+libc = ctypes.CDLL(None, use_errno=True)
 
-# Syscalls a math program never needs and an escaping one would.
+# Syscalls a math program never needs and an escaping or interfering one would.
 DENIED_SYSCALLS = (
+    # network and new local channels (the worker's own socket is already open)
     "socket",
     "socketpair",
     "connect",
@@ -49,23 +46,44 @@ DENIED_SYSCALLS = (
     "listen",
     "accept",
     "accept4",
+    # new processes and programs: a fork could outlive its job
     "fork",
     "vfork",
     "clone",
     "execve",
     "execveat",
+    # reaching other processes: their memory, their descriptors, signals
     "ptrace",
     "process_vm_readv",
     "process_vm_writev",
+    "kill",
+    "tkill",
+    "tgkill",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pidfd_getfd",
+    # leaving the sandbox's view of the system
     "unshare",
     "setns",
     "mount",
     "umount2",
     "pivot_root",
     "chroot",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "open_by_handle_at",
+    "name_to_handle_at",
     "setsid",
     "setpgid",
     "prctl",
+    # kernel attack surface
     "keyctl",
     "add_key",
     "request_key",
@@ -84,8 +102,9 @@ DENIED_SYSCALLS = (
 )
 # clone3 must fail with ENOSYS (not EPERM) so glibc falls back to clone, which is then denied.
 _ENOSYS_SYSCALLS = ("clone3",)
-
-_libc = ctypes.CDLL(None, use_errno=True)
+_SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_ACT_ERRNO = 0x00050000
+_SCMP_FLTATR_CTL_NNP = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,221 +118,180 @@ class Limits:
 
 @dataclass(slots=True)
 class Layer:
+    """One isolation layer as the zygote set it up: `mode` names the mechanism in use
+    ("pivot_root", "landlock", ...; "" when inactive)."""
+
     name: str
     active: bool
     detail: str
+    mode: str = ""
 
 
-def _errno_text() -> str:
-    return os.strerror(ctypes.get_errno())
+def os_error(what: str) -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, f"{what}: {os.strerror(code)}")
 
 
-def _mount(
+def mount(
     source: str | None, target: str, fstype: str | None, flags: int, data: str | None
 ) -> bool:
     def enc(s: str | None) -> bytes | None:
         return s.encode() if s is not None else None
 
-    return _libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) == 0
+    return libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) == 0
 
 
-def enter_network_namespace() -> Layer:
-    if _libc.unshare(CLONE_NEWNET) == 0:
-        return Layer("network", True, "private network namespace (no interfaces)")
-    return Layer("network", False, f"unshare(CLONE_NEWNET) failed: {_errno_text()}")
+# statvfs f_flag bits -> the mount flags a bind remount must repeat (inside a user namespace
+# the kernel refuses to clear flags the outer mount has locked).
+_LOCKED_FLAGS = ((2, 0x2), (4, 0x4), (8, 0x8), (1024, 1024), (2048, 2048), (4096, 1 << 21))
 
 
-def enter_filesystem_namespace(tmpfs_mb: int, needed: list[str]) -> Layer:
-    """Private mount namespace: everything read-only, fresh tmpfs for the temp dirs, no /proc.
-
-    `needed` are directories the unprivileged workers must read (the Python installation,
-    sys.path); any of them below a directory others cannot enter (e.g. /root) is exposed
-    by covering that directory with an empty tmpfs holding read-only binds of just them.
-    """
-    if _libc.unshare(CLONE_NEWNS) != 0:
-        return Layer("filesystem", False, f"unshare(CLONE_NEWNS) failed: {_errno_text()}")
-    if not _mount(None, "/", None, MS_REC | MS_PRIVATE, None):
-        return Layer("filesystem", False, f"cannot make mounts private: {_errno_text()}")
-    readonly = 0
-    for mountpoint in _mountpoints():
-        # a bind remount changes only this namespace's view; some (e.g. /proc subtrees) refuse
-        if _mount(None, mountpoint, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None):
-            readonly += 1
-    private = []
-    for target in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(target) and _private_tmpfs(target, tmpfs_mb, needed):
-            private.append(target)
-    if "/tmp" not in private:
-        return Layer("filesystem", False, f"cannot mount a private /tmp: {_errno_text()}")
-    closed = _closed(needed)
-    exposed = _expose(needed)
-    hidden = _mount(
-        "tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555"
-    )
-    detail = f"{readonly} mounts read-only, private tmpfs on {', '.join(private)}"
-    if exposed:
-        detail += f", only {', '.join(exposed)} visible inside {', '.join(closed)}"
-    detail += ", /proc hidden" if hidden else f", /proc NOT hidden ({_errno_text()})"
-    return Layer("filesystem", True, detail)
-
-
-def _private_tmpfs(target: str, size_mb: int, needed: list[str]) -> bool:
-    """Cover `target` with a fresh tmpfs, keeping the `needed` directories below it.
-
-    A project or virtualenv checked out under /tmp (CI clones often are) must stay readable
-    or the workers could not import the rest of sympy. Those directories are opened before
-    the tmpfs hides them and bound back, read-only, from their descriptors (through
-    /proc/self/fd, still mounted at this point). Mode 0711: workers cannot create files at
-    the top, only in their own directory.
-    """
-    prefix = target.rstrip(os.sep) + os.sep
-    keep = sorted({os.path.abspath(p) for p in needed if os.path.isdir(p)})
-    keep = [p for p in keep if p.startswith(prefix)]
-    keep = [p for p in keep if not any(p.startswith(q + os.sep) for q in keep if q != p)]
-    handles = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep]
+def mount_flags_of(path: str) -> int:
     try:
-        options = f"size={size_mb}m,mode=0711"
-        if not _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options):
-            return False
-        for path, fd in handles:
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            if _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None):
-                _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
-        return True
-    finally:
-        for _, fd in handles:
-            os.close(fd)
+        f_flag = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return sum(ms for st, ms in _LOCKED_FLAGS if f_flag & st)
 
 
-def _closed_ancestor(path: str) -> str | None:
-    """The topmost ancestor of `path` that others may not enter (no o+x), if any."""
-    parts = os.path.abspath(path).split(os.sep)[1:]
-    current = ""
-    for part in parts[:-1]:
-        current += os.sep + part
-        try:
-            if not os.stat(current).st_mode & 0o001:
-                return current
-        except OSError:
-            return None
+# -- namespaces ---------------------------------------------------------------------------------
+
+
+def enter_user_namespace() -> str | None:
+    """Become root of a new user namespace mapped to the caller's uid/gid (for a caller that
+    is not root). Returns an error text or None."""
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        return f"unshare(CLONE_NEWUSER) failed: {os.strerror(ctypes.get_errno())}"
+    try:
+        with open("/proc/self/setgroups", "w") as fh:
+            fh.write("deny")
+        with open("/proc/self/uid_map", "w") as fh:
+            fh.write(f"0 {uid} 1")
+        with open("/proc/self/gid_map", "w") as fh:
+            fh.write(f"0 {gid} 1")
+    except OSError as exc:
+        return f"cannot map ids in the user namespace: {exc.strerror}"
     return None
 
 
-def _closed(paths: list[str]) -> list[str]:
-    return sorted({a for p in paths if (a := _closed_ancestor(p)) is not None})
+def enter_mount_namespace() -> str | None:
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return f"unshare(CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}"
+    return None
 
 
-def _expose(needed: list[str]) -> list[str]:
-    """Make `needed` readable to other uids; returns the paths it had to expose."""
-    paths = sorted({os.path.abspath(p) for p in needed if os.path.isdir(p)})
-    # keep only outermost paths: binding a parent already exposes its children
-    paths = [p for p in paths if not any(p.startswith(q + os.sep) for q in paths if q != p)]
-    paths = [p for p in paths if _closed_ancestor(p) is not None]
-    if not paths:
-        return []
-    stage = "/tmp/.expose"
-    os.makedirs(stage, exist_ok=True)
-    staged = []
-    for n, path in enumerate(paths):
-        target = f"{stage}/{n}"
-        os.mkdir(target)
-        if _mount(path, target, None, MS_BIND | MS_REC, None):
-            staged.append((path, target))
-    for ancestor in _closed(paths):
-        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    exposed = []
-    for path, target in staged:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        if _mount(target, path, None, MS_BIND | MS_REC, None):
-            _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
-            exposed.append(path)
-        _libc.umount2(target.encode(), 2)  # MNT_DETACH
-    for _, target in staged:
-        os.rmdir(target)
-    os.rmdir(stage)
-    return exposed
+def enter_network_namespace() -> Layer:
+    if libc.unshare(CLONE_NEWNET) == 0:
+        return Layer("network", True, "private network namespace (no interfaces)", "netns")
+    return Layer(
+        "network", False, f"unshare(CLONE_NEWNET) failed: {os.strerror(ctypes.get_errno())}"
+    )
 
 
-def _mountpoints() -> list[str]:
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            points = [line.split()[4] for line in fh]
-    except OSError:
-        return ["/"]
-    # octal escapes (e.g. \040 for space) appear in mountinfo paths
-    return [p.encode().decode("unicode_escape") for p in points]
+# -- seccomp ------------------------------------------------------------------------------------
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 class Seccomp:
-    """A loaded libseccomp (ctypes). Load it in the zygote: finding the library runs ldconfig,
-    which the forked workers could not do any more."""
+    """The deny-list filter, compiled to BPF once in the zygote with libseccomp (finding the
+    library runs ldconfig, which a worker could not) and loaded by each worker with a single
+    prctl, so a fork per job pays microseconds for it."""
 
     def __init__(self) -> None:
         self.error: str | None = None
-        self._lib = None
+        self._program: ctypes.Array[ctypes.c_char] | None = None
+        self._fprog: _SockFprog | None = None
+        try:
+            self._program = ctypes.create_string_buffer(self._compile())
+        except OSError as exc:
+            self.error = str(exc)
+            return
+        self._fprog = _SockFprog(len(self._program.raw) // 8, ctypes.addressof(self._program))
+
+    @property
+    def available(self) -> bool:
+        return self._fprog is not None
+
+    @staticmethod
+    def _compile() -> bytes:
         name = ctypes.util.find_library("seccomp")
         if name is None:
-            self.error = "libseccomp not found (apt-get install libseccomp2)"
-            return
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-        except OSError as exc:
-            self.error = f"cannot load {name}: {exc}"
-            return
+            raise OSError("libseccomp not found (apt-get install libseccomp2)")
+        lib = ctypes.CDLL(name, use_errno=True)
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
-        lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_rule_add.restype = ctypes.c_int
         lib.seccomp_rule_add.argtypes = [
             ctypes.c_void_p,
             ctypes.c_uint32,
             ctypes.c_int,
             ctypes.c_uint,
         ]
-        lib.seccomp_load.restype = ctypes.c_int
-        lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
-        self._lib = lib
-
-    @property
-    def available(self) -> bool:
-        return self._lib is not None
-
-    def install(self) -> str | None:
-        """Install the deny-list filter on this process; returns an error text or None."""
-        lib = self._lib
-        if lib is None:
-            return self.error
         ctx = lib.seccomp_init(_SCMP_ACT_ALLOW)
         if not ctx:
-            return "seccomp_init failed"
+            raise OSError("seccomp_init failed")
         try:
+            lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 0)  # the worker sets it itself
             rules = [(n, errno.EPERM) for n in DENIED_SYSCALLS]
             rules += [(n, errno.ENOSYS) for n in _ENOSYS_SYSCALLS]
-            for name, err in rules:
-                nr = lib.seccomp_syscall_resolve_name(name.encode())
+            for syscall, err in rules:
+                nr = lib.seccomp_syscall_resolve_name(syscall.encode())
                 if nr < 0:  # not a syscall on this architecture
                     continue
-                rc = lib.seccomp_rule_add(ctx, 0x00050000 | err, nr, 0)
+                rc = lib.seccomp_rule_add(ctx, _SCMP_ACT_ERRNO | err, nr, 0)
                 if rc != 0:
-                    return f"seccomp_rule_add({name}) failed: {os.strerror(-rc)}"
-            rc = lib.seccomp_load(ctx)
-            if rc != 0:
-                return f"seccomp_load failed: {os.strerror(-rc)}"
+                    raise OSError(f"seccomp_rule_add({syscall}) failed: {os.strerror(-rc)}")
+            read_end, write_end = os.pipe()
+            try:
+                rc = lib.seccomp_export_bpf(ctx, write_end)
+                os.close(write_end)
+                write_end = -1
+                if rc != 0:
+                    raise OSError(f"seccomp_export_bpf failed: {os.strerror(-rc)}")
+                chunks = []
+                while chunk := os.read(read_end, 1 << 16):
+                    chunks.append(chunk)
+            finally:
+                os.close(read_end)
+                if write_end >= 0:
+                    os.close(write_end)
         finally:
             lib.seccomp_release(ctx)
+        program = b"".join(chunks)
+        if not program or len(program) % 8:
+            raise OSError("seccomp_export_bpf produced no program")
+        return program
+
+    def install(self) -> str | None:
+        """Load the filter on this process (irreversible); returns an error text or None."""
+        if self._fprog is None:
+            return self.error
+        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            return f"no_new_privs: {os.strerror(ctypes.get_errno())}"
+        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0:
+            return f"seccomp filter refused: {os.strerror(ctypes.get_errno())}"
         return None
+
+
+# -- credentials, limits ------------------------------------------------------------------------
 
 
 def set_parent_death_signal() -> None:
     # the worker must not outlive the zygote (which forked it) if that one is killed
-    _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
 
 
-def apply_rlimits(limits: Limits) -> None:
-    """Caps that hold even if every other layer is missing. Failure modes: none raised; a
-    limit the kernel refuses is left as it was."""
+def apply_rlimits(limits: Limits, cpu_seconds: int) -> None:
+    """Caps that hold even if every other layer is missing. RLIMIT_CPU is a backstop for
+    when the parent is gone and cannot enforce the wall-clock timeout. Failure modes: none
+    raised; a limit the kernel refuses is left as it was."""
     mb = 1024 * 1024
     for which, value in (
         (resource.RLIMIT_AS, limits.memory_mb * mb),
@@ -323,6 +301,7 @@ def apply_rlimits(limits: Limits) -> None:
     ):
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(which, (value, value))
+    limit_cpu_seconds(cpu_seconds)
 
 
 def limit_processes() -> None:
@@ -333,8 +312,7 @@ def limit_processes() -> None:
 
 
 def limit_cpu_seconds(seconds: int) -> None:
-    """Let the process use `seconds` more CPU seconds, then die of SIGXCPU (a backstop for
-    when the parent is gone and cannot enforce the wall-clock timeout)."""
+    """Let the process use `seconds` more CPU seconds, then die of SIGXCPU."""
     used = resource.getrusage(resource.RUSAGE_SELF)
     total = int(used.ru_utime + used.ru_stime) + seconds
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
@@ -344,22 +322,49 @@ def limit_cpu_seconds(seconds: int) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (total, hard))
 
 
-def drop_privileges(uid: int) -> bool:
-    """Become `uid`/`uid` with no supplementary groups; False when not running as root."""
-    if os.geteuid() != 0:
-        return False
+def drop_privileges(uid: int) -> None:
+    """Become `uid`/`uid` with no supplementary groups (and so no capabilities)."""
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    return True
 
 
-def redirect_stdio() -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def drop_capabilities() -> str | None:
+    """Clear every capability (root of a user namespace keeps its uid but loses its powers
+    over the namespace's mounts and files). Returns an error text or None."""
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        return f"capset: {os.strerror(ctypes.get_errno())}"
+    return None
+
+
+def closed_ancestor(path: str) -> str | None:
+    """The topmost ancestor of `path` that other users may not enter (no o+x), if any."""
+    current = ""
+    for part in os.path.abspath(path).split(os.sep)[1:-1]:
+        current += os.sep + part
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return current
+        except OSError:
+            return None
+    return None
+
+
+# -- environment --------------------------------------------------------------------------------
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE")
 _KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHASHSEED")

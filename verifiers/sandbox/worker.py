@@ -1,17 +1,22 @@
-"""The worker side: runs jobs one after another in a forked, isolated process.
+"""The worker side: runs jobs in a forked, isolated process.
 
-Wire protocol (newline-delimited JSON over a Unix socket):
+Wire protocol (newline-delimited JSON over the worker's own Unix socket):
   parent -> worker, one line per batch:
-      {"codes": [source, ...], "jobs": [[index, code_no, kwargs, capture_locals, checks], ...]}
+      {"codes": [source, ...], "jobs": [[index, code_no, kwargs, capture_locals, checks], ...],
+       "once": true|absent}
       (a job may carry a sixth element, true: render the result and sympy locals as LaTeX)
   worker -> parent, one line per job as soon as it finishes:
       {"i": index, "s": status, "r": result, "o": stdout, "e": error, "l": locals, "f": failed}
   plus "x": 1 when the worker exits right after that job (memory exhausted or a preloaded
   module was tampered with) so the parent reruns the rest of the batch on a fresh worker.
 
-Each job gets a fresh globals dict and a fresh copy of the builtins dict; compiled code is
-cached by source. State a program could leave behind in shared modules is checked after every
-job (see `_Integrity`); when it changed, the worker retires instead of serving the next job.
+"once" is how every untrusted program runs: the worker was forked for this one job, runs it
+and exits; the parent reads exactly one line from this socket and then kills the process, so
+whatever the program does to its interpreter (frames, gc, builtins, modules, the socket) can
+reach nothing but its own result. Without "once" (only for the bundled library's own
+programs, see pool.py) the worker serves batch after batch: each job gets a fresh globals
+dict and builtins copy, and shared module state is checked after every job (`_Integrity`) as
+a guard against bugs, not against attacks.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -150,7 +155,8 @@ class _Integrity:
 
 
 class Worker:
-    """Serves batches on `sock` until the parent closes it."""
+    """Runs the jobs of the batches read from `sock`: one batch and exit ("once"), or
+    batches until the parent closes the socket."""
 
     def __init__(
         self, sock: socket.socket, *, output_limit: int, workdir: str, timeout_s: float
@@ -161,30 +167,38 @@ class Worker:
         self._workdir = workdir
         self._codes: dict[tuple[str, bool], Any] = {}
         self._checks: dict[str, Any] = {}
-        self._integrity = _Integrity()
-        self._base_builtins = dict(vars(builtins))
+        # Taken before a batch worker's first job. A "once" worker needs neither: nothing
+        # runs after its program, so it may change its builtins as it likes.
+        self._integrity: _Integrity | None = None
+        self._base_builtins: dict[str, Any] | None = None
         self._check_globals: dict[str, Any] = {"math": math, "Fraction": Fraction}
         if "sympy" in sys.modules:  # constraints of exact-answer seeds may use sympy
             self._check_globals["sympy"] = sys.modules["sympy"]
 
     def serve(self) -> None:
-        reader = self._sock.makefile("rb")
-        while True:
-            line = reader.readline()
-            if not line:
-                return
+        for line in _lines(self._sock):
             message = json.loads(line)
+            once = bool(message.get("once"))
             codes: list[str] = message["codes"]
-            limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
+            if not once:
+                if self._integrity is None:
+                    self._base_builtins = dict(vars(builtins))
+                    self._integrity = _Integrity()
+                limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
             for index, code_no, kwargs, capture, checks, *latex in message["jobs"]:
                 reply, retire = self._run_job(
-                    codes[code_no], decode(kwargs), capture, checks, bool(latex and latex[0])
+                    codes[code_no],
+                    decode(kwargs),
+                    capture,
+                    checks,
+                    latex=bool(latex and latex[0]),
+                    check_integrity=not once,
                 )
                 reply["i"] = index
                 if retire:
                     reply["x"] = 1
                 self._send(reply)
-                if retire:
+                if retire or once:
                     return
 
     def _send(self, reply: dict[str, Any]) -> None:
@@ -202,6 +216,8 @@ class Worker:
         kwargs: dict[str, Any],
         capture_locals: bool,
         checks: list[str],
+        *,
+        check_integrity: bool,
         latex: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         capture = capture_locals or bool(checks)
@@ -211,10 +227,7 @@ class Worker:
             captured.append(frame_locals)
             return value
 
-        namespace: dict[str, Any] = {
-            "__name__": "__main__",
-            "__builtins__": dict(self._base_builtins),
-        }
+        namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": self._builtins()}
         if capture:
             namespace[_CAPTURE] = capture_hook
             namespace[_LOCALS] = builtins.locals
@@ -252,9 +265,14 @@ class Worker:
         finally:
             sys.stdout, sys.stderr = saved
         reply["o"] = out.getvalue()
-        if not self._reset():
+        if check_integrity and not self._reset():
             retire = True
         return reply, retire
+
+    def _builtins(self) -> Any:
+        """A fresh copy of the builtins for each job of a batch worker; the module itself
+        for a worker that runs one job only."""
+        return dict(self._base_builtins) if self._base_builtins is not None else builtins
 
     def _compiled(self, source: str, capture: bool) -> Any:
         key = (source, capture)
@@ -273,7 +291,7 @@ class Worker:
         answer: Any,
     ) -> list[str]:
         scope = {**self._check_globals, **kwargs, **frame_locals, "answer": answer}
-        scope["__builtins__"] = dict(self._base_builtins)
+        scope["__builtins__"] = self._builtins()
         failed = []
         for check in checks:
             try:
@@ -301,7 +319,7 @@ class Worker:
             _reset_numeric_contexts()
         except Exception:  # noqa: BLE001 - cannot clean up: retire instead
             return False
-        return self._integrity.intact()
+        return self._integrity is not None and self._integrity.intact()
 
 
 def _is_sympy(value: Any) -> bool:
@@ -341,14 +359,21 @@ def _describe(exc: BaseException) -> str:
     return message[:_MAX_ERROR_CHARS]
 
 
-def serve_forever(
-    sock: socket.socket,
-    *,
-    output_limit: int,
-    workdir: str,
-    timeout_s: float,
-    setup: Callable[[], None],
-) -> None:
-    """Entry point in the forked child: isolate (`setup`), then serve until EOF."""
-    setup()
+def _lines(sock: socket.socket) -> Iterator[bytes]:
+    """The newline-terminated messages arriving on `sock`, until the parent closes it."""
+    buffer = b""
+    while True:
+        end = buffer.find(b"\n")
+        if end >= 0:
+            yield buffer[: end + 1]
+            buffer = buffer[end + 1 :]
+            continue
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return
+        buffer += chunk
+
+
+def serve(sock: socket.socket, *, output_limit: int, workdir: str, timeout_s: float) -> None:
+    """Entry point in the forked, isolated child: serve one batch ("once") or until EOF."""
     Worker(sock, output_limit=output_limit, workdir=workdir, timeout_s=timeout_s).serve()
