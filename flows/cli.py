@@ -14,6 +14,7 @@ from rich.table import Table
 from mathsynth import registry
 from mathsynth.errors import MathsynthError
 from mathsynth.flows.decouple_cmd import decouple_command
+from mathsynth.flows.export_cmd import export_app
 from mathsynth.flows.sandbox_cmd import sandbox_app
 from mathsynth.flows.verify_cmd import verify_app
 
@@ -69,6 +70,12 @@ def build(
     overwrite: Annotated[
         bool, typer.Option(help="Replace a dataset built from a different config.")
     ] = False,
+    decontaminate: Annotated[
+        str | None, typer.Option(help="Benchmarks to decontaminate against: PATH_OR_HF_ID[,...]")
+    ] = None,
+    near_dup_threshold: Annotated[
+        float | None, typer.Option(help="Near-duplicate Jaccard threshold (default 0.8).")
+    ] = None,
 ) -> None:
     """Build (or resume) a dataset. Rerunning the same command skips finished batches."""
     import os
@@ -99,6 +106,8 @@ def build(
             "llm.max_tokens": llm_max_tokens,
             "lean.repl_cmd": lean_repl,
             "lean.server_url": lean_server,
+            "decontaminate.sources": decontaminate,
+            "near_dup.threshold": near_dup_threshold,
         },
     )
     from mathsynth.flows.progress import run_with_progress
@@ -126,6 +135,13 @@ def _print_build_summary(report: dict[str, Any]) -> None:
             f"[yellow]warning:[/] {problems['unreadable']} seed row(s) could not be read and "
             f"were skipped (first: {problems['first']}); each is in rejected/ with stage "
             "read_seeds",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if problems.get("contaminated"):
+        err_console.print(
+            f"[yellow]note:[/] {problems['contaminated']} seed(s) match a benchmark and were "
+            "dropped before generation; see rejected/ (reason contaminated)",
             highlight=False,
             soft_wrap=True,
         )
@@ -204,6 +220,7 @@ app.add_typer(verify_app, name="verify", help="Check answers for equivalence.")
 app.command(
     name="decouple", help="GSM8K-style seeds -> number-independent templates (JSONL) or a reason."
 )(decouple_command)
+app.add_typer(export_app, name="export", help="Publish a dataset: the Hub, or a clean copy.")
 
 
 def _click_exception() -> type[Exception]:

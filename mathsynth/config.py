@@ -14,12 +14,21 @@ import json
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -79,6 +88,68 @@ class SandboxSettings(BaseModel):
     recycle_after: int = Field(5000, ge=1)
 
 
+class DecontaminationSettings(BaseModel):
+    """Benchmarks to decontaminate against (`verifiers.decontam`) and the methods' knobs.
+
+    In YAML either a list of sources (`decontaminate: [openai/gsm8k:main, math500.jsonl]`)
+    or a mapping with `sources` and any of the knobs; on the command line
+    `--decontaminate A,B`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # NoDecode: MATHSYNTH_DECONTAMINATE__SOURCES=a,b is split by the validator, not JSON.
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="paths or HF dataset ids"
+    )
+    ngram: int = Field(13, ge=1, description="words per n-gram (both n-gram methods)")
+    min_words: int = Field(8, ge=1, description="shorter items only match as a whole text")
+    fuzzy_threshold: float = Field(0.6, gt=0.0, le=1.0, description="MinHash Jaccard")
+    fuzzy_ngram: int = Field(3, ge=1, description="words per shingle of the fuzzy method")
+    num_perm: int = Field(128, ge=16, le=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_only(cls, value: Any) -> Any:
+        if isinstance(value, str | list | tuple):
+            return {"sources": value}
+        return value
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class NearDupSettings(BaseModel):
+    """Near-duplicate removal at the end of a build (`verifiers.neardup`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity")
+    ngram: int = Field(5, ge=1, description="words per shingle")
+    num_perm: int = Field(128, ge=16, le=1024)
+
+
+class CardSettings(BaseModel):
+    """What the dataset card (README.md) says that the data cannot tell: not in the config
+    hash, since it changes no row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    license: str | None = Field(None, description="card license; default: from the seeds")
+    seeds_license: str | None = Field(None, description="license of --seeds data")
+    pretty_name: str | None = None
+
+
 class BuildConfig(BaseSettings):
     """Everything a `mathsynth build` needs to know."""
 
@@ -100,6 +171,9 @@ class BuildConfig(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     lean: LeanSettings = Field(default_factory=LeanSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    decontaminate: DecontaminationSettings = Field(default_factory=DecontaminationSettings)
+    near_dup: NearDupSettings = Field(default_factory=NearDupSettings)
+    card: CardSettings = Field(default_factory=CardSettings)
 
     @field_validator("generators", mode="before")
     @classmethod
@@ -154,6 +228,7 @@ class BuildConfig(BaseSettings):
                 "llm": {"api_key", "concurrency", "timeout_s", "max_retries"},
                 "lean": {"pool_size", "recycle_after"},
                 "sandbox": {"workers", "recycle_after"},
+                "card": True,
             },
         )
         return data
