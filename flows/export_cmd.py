@@ -33,7 +33,9 @@ def _dataset(out: Path | None) -> Path:
 
 @export_app.command("hub")
 def hub(
-    repo_id: Annotated[str, typer.Argument(help="Dataset repo, e.g. your-name/math-sft.")],
+    repo_id: Annotated[
+        str, typer.Argument(metavar="REPO_ID", help="Dataset repo, e.g. your-name/math-sft.")
+    ],
     out: OutOption = None,
     private: Annotated[bool, typer.Option(help="Create the repo private.")] = False,
     revision: Annotated[
@@ -55,7 +57,9 @@ def hub(
 
 @export_app.command("local")
 def local(
-    dest: Annotated[Path, typer.Argument(help="New or empty directory for the copy.")],
+    dest: Annotated[
+        Path, typer.Argument(metavar="DIR", help="New or empty directory for the copy.")
+    ],
     out: OutOption = None,
 ) -> None:
     """Copy the card and data files (no catalog, concept graph or LLM cache) to DIR."""
