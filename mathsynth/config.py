@@ -104,7 +104,7 @@ class DecontaminationSettings(BaseModel):
     )
     ngram: int = Field(13, ge=1, description="words per n-gram (both n-gram methods)")
     min_words: int = Field(8, ge=1, description="shorter items only match as a whole text")
-    fuzzy_threshold: float = Field(0.6, gt=0.0, le=1.0, description="MinHash Jaccard")
+    fuzzy_threshold: float = Field(0.6, gt=0.0, lt=1.0, description="MinHash Jaccard")
     fuzzy_ngram: int = Field(3, ge=1, description="words per shingle of the fuzzy method")
     num_perm: int = Field(128, ge=16, le=1024)
 
@@ -127,6 +127,30 @@ class DecontaminationSettings(BaseModel):
     def _distinct_sources(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
 
+    @model_validator(mode="after")
+    def _bands(self) -> DecontaminationSettings:
+        _check_lsh_bands(self.fuzzy_threshold, self.num_perm, "fuzzy_threshold")
+        return self
+
+
+# MinHash-LSH band weights (false positive, false negative) for near-duplicate and fuzzy
+# decontamination lookups: recall first. A false candidate only costs one Jaccard estimate;
+# datasketch's even weights miss 60 % of pairs right at the threshold, these 13 %.
+LSH_WEIGHTS = (0.1, 0.9)
+
+
+def _check_lsh_bands(threshold: float, num_perm: int, what: str) -> None:
+    """MinHash-LSH needs at least two bands; thresholds close to 1 need more permutations."""
+    from datasketch import MinHashLSH
+
+    try:
+        MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+    except ValueError:
+        raise ValueError(
+            f"{what} {threshold} is too close to 1 for num_perm {num_perm} (MinHash-LSH needs "
+            "two bands or more): lower it or raise num_perm"
+        ) from None
+
 
 class NearDupSettings(BaseModel):
     """Near-duplicate removal at the end of a build (`verifiers.neardup`)."""
@@ -134,9 +158,14 @@ class NearDupSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity")
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="estimated Jaccard similarity")
     ngram: int = Field(5, ge=1, description="words per shingle")
     num_perm: int = Field(128, ge=16, le=1024)
+
+    @model_validator(mode="after")
+    def _bands(self) -> NearDupSettings:
+        _check_lsh_bands(self.threshold, self.num_perm, "threshold")
+        return self
 
 
 class CardSettings(BaseModel):

@@ -27,6 +27,7 @@ from typing import Any
 
 from datasketch import MinHashLSH
 
+from mathsynth.config import LSH_WEIGHTS
 from mathsynth.records import Problem, Record, Rejection
 from mathsynth.seeds import Seed
 from mathsynth.stage import RecordStage
@@ -129,8 +130,8 @@ class ContaminationIndex:
         *,
         ngram: int = 13,
         min_words: int = 8,
-        fuzzy_threshold: float = 0.8,
-        fuzzy_ngram: int = 5,
+        fuzzy_threshold: float = 0.6,
+        fuzzy_ngram: int = 3,
         num_perm: int = 128,
     ) -> None:
         self.names = [name for name, _ in benchmarks]
@@ -140,7 +141,7 @@ class ContaminationIndex:
         self._ids = [[item_id for item_id, _ in items] for _, items in benchmarks]
         self._plain, self._masked = _Grams(), _Grams()
         self._signer = Signer(num_perm)
-        self._lsh = MinHashLSH(threshold=fuzzy_threshold, num_perm=num_perm)
+        self._lsh = MinHashLSH(threshold=fuzzy_threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
         self._signatures: dict[_Item, Any] = {}
         for b, (_, items) in enumerate(benchmarks):
             for i, (_, text) in enumerate(items):

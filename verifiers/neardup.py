@@ -8,9 +8,10 @@ build made in one go drop the same rows; and dropping a row never changes a late
 (dropped rows are never compared against), so rerunning on the survivors drops nothing.
 
 LSH candidates are rows that share a whole band of signature values (datasketch picks the
-bands for the threshold). Most rows share no band with any other row; `shared_band` finds
-those cheaply from one array of band keys, so datasketch's index (a few KB per row) only ever
-holds the rows that can have a near duplicate at all. The result is the same as indexing
+bands for the threshold, weighted for recall: `mathsynth.config.LSH_WEIGHTS`). Most rows
+share no band with any other row; `shared_band` finds those cheaply from one array of band
+keys, so datasketch's index (a few KB per row) only ever holds the rows that can have a near
+duplicate at all. The result is the same as indexing
 every row: a row that shares no band is never a candidate of anything.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from datasketch import LeanMinHash, MinHashLSH
 
+from mathsynth.config import LSH_WEIGHTS
 from mathsynth.text import word_ngrams, words
 from mathsynth.verifiers.minhash import Signer
 
@@ -44,7 +46,7 @@ class NearDupDetector:
         self.threshold = threshold
         self.ngram = ngram
         self.signer = Signer(num_perm)
-        bands = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        bands = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
         self.bands, self.rows_per_band = bands.b, bands.r
 
     @property
@@ -79,7 +81,9 @@ class NearDupDetector:
 
     def resolve(self, ids: Sequence[str], signatures: np.ndarray) -> list[NearDuplicate]:
         """The greedy pass (module docstring) over rows given in their fixed order."""
-        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.signer.num_perm)
+        lsh = MinHashLSH(
+            threshold=self.threshold, num_perm=self.signer.num_perm, weights=LSH_WEIGHTS
+        )
         kept: dict[str, tuple[int, LeanMinHash]] = {}
         found: list[NearDuplicate] = []
         for position, (row_id, values) in enumerate(zip(ids, signatures, strict=True)):
