@@ -155,7 +155,7 @@ def _table(columns: list[str], rows: list[list[Any]]) -> str:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.1%}" if 0 <= value <= 1 else f"{value:,.2f}"
+        return f"{value:g}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -313,7 +313,7 @@ ds = load_dataset("path/or/repo-id", "{example}", split="train")
         acceptance = _table(
             ["source generator", "accepted", "rejected", "acceptance rate"],
             [
-                [a["generator"], a["accepted"], a["rejected"], a["rate"]]
+                [a["generator"], a["accepted"], a["rejected"], f"{a['rate']:.1%}"]
                 for a in self.stats["acceptance"]
             ],
         )

@@ -45,6 +45,11 @@ def export_hub(
     refused a request or could not be reached (its message, without the token).
     """
     from huggingface_hub import HfApi, get_token
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     token = get_token()
     if not token:
@@ -53,6 +58,9 @@ def export_hub(
         )
     files = prepare_export(out)
     api = HfApi(endpoint=endpoint, token=token)
+    # The client's per-file progress bars would bury a failure's one-line error.
+    bars_were_off = are_progress_bars_disabled()
+    disable_progress_bars()
     try:
         url = api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         if private and not api.repo_info(repo_id, repo_type=REPO_TYPE).private:
@@ -75,6 +83,9 @@ def export_hub(
         raise
     except Exception as exc:  # the client raises HTTP, connection and validation errors
         raise ExportError(f"{repo_id}: {_scrub(exc, token)}") from None
+    finally:
+        if not bars_were_off:
+            enable_progress_bars()
     return {
         "repo_id": repo_id,
         "revision": revision or "main",

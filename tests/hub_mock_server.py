@@ -21,7 +21,7 @@ Served (dataset and model repos alike):
   HEAD|GET /{prefix}{repo}/resolve/{rev}/{path}   file download
 
 `fail_lfs_after = n` makes every LFS upload after the n-th answer 403 (an interrupted
-upload); `requests` records (method, path, headers) of every request.
+upload); `requests` records (method, path, headers with lowercase names) of every request.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class MockHub:
         path, query = unquote(parsed.path), parse_qs(parsed.query)
         body = _read_body(req)
         with self._lock:
-            self.requests.append((method, req.path, dict(req.headers.items())))
+            self.requests.append((method, req.path, {k.lower(): v for k, v in req.headers.items()}))
         try:
             status, payload, headers = self._route(method, path, query, body, req.headers)
         except KeyError as exc:

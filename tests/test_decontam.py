@@ -274,3 +274,53 @@ def test_build_drops_contaminated_seeds_and_rejects_contaminated_rows(
         "source": str(bench),
         "skipped_rows": 0,
     }
+
+
+@pytest.mark.slow
+def test_cli_build_against_a_file_and_a_hub_benchmark(
+    tmp_path: Path, prefect_env: dict[str, str]
+) -> None:
+    import io
+    import os
+
+    from console import assert_one_line_error, mathsynth
+    from hub_mock_server import MockHub, Repo
+
+    seeds = bundled_seeds()[:3]
+    local = tmp_path / "local_test.jsonl"
+    local.write_text(json.dumps({"question": seeds[0].question}) + "\n")
+    buffer = io.BytesIO()
+    hub_item = seeds[1].question.replace("1", "7")  # numbers changed
+    pq.write_table(pa.table({"question": ["An unrelated test item.", hub_item]}), buffer)
+    out = tmp_path / "ds"
+    with MockHub("hf_unused") as hub:
+        repo = Repo("dataset", "bench/gsm8k", private=False)
+        repo.branches["main"]["data/test-00000-of-00001.parquet"] = buffer.getvalue()
+        hub.repos[("dataset", "bench/gsm8k")] = repo
+        env = {k: v for k, v in prefect_env.items() if not k.startswith("HF_")}
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1")
+
+        missing = tmp_path / "missing.jsonl"
+        proc = mathsynth(
+            "build", "--out", str(out), "--decontaminate", f"{local},{missing}", env=env
+        )
+        assert_one_line_error(proc, "missing.jsonl", "no such file")
+        assert not out.exists()
+
+        proc = mathsynth(
+            "build", "--out", str(out), "--max-seeds", "3", "--variants", "4",
+            "--generators", "infinitymath", "--decontaminate", f"{local},bench/gsm8k", env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 seed(s) match a benchmark" in proc.stderr
+    assert {r["seed_id"] for r in read_table(out, "sft")} == {seeds[2].id}
+    rejected = {
+        json.loads(r["record"])["id"]: r["detail"]
+        for r in read_table(out, "rejected")
+        if r["reason"] == "contaminated"
+    }
+    assert "item 0 of benchmark local_test" in rejected[seeds[0].id]
+    assert "item 1 of benchmark bench/gsm8k" in rejected[seeds[1].id]
+    card = (out / "README.md").read_text()
+    assert "| local_test |" in card and "| bench/gsm8k |" in card
+    assert os.environ.get("HF_ENDPOINT") != hub.url  # the test process was left alone
