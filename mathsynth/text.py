@@ -35,12 +35,17 @@ def words(text: str) -> list[str]:
 
 
 def masked_words(text: str) -> list[str]:
-    """`words(text)` with every number masked: each run of number tokens (digits, or number
+    """`words(text)` with every number masked (`mask_numbers`)."""
+    return mask_numbers(words(text))
+
+
+def mask_numbers(tokens: list[str]) -> list[str]:
+    """Word tokens with every number masked: each run of number tokens (digits, or number
     words such as "twenty five") becomes one `NUMBER_MASK`, so "3.5 kg", "12 kg" and
     "twenty five kg" all read "<n> kg" (a decimal point or a hyphen splits a number into
     several tokens; collapsing the run keeps the word positions aligned)."""
     out: list[str] = []
-    for token in words(text):
+    for token in tokens:
         if token.isdigit() or token in _NUMBER_WORDS:
             if out and out[-1] == NUMBER_MASK:
                 continue

@@ -31,7 +31,7 @@ from mathsynth.config import LSH_WEIGHTS
 from mathsynth.records import Problem, Record, Rejection
 from mathsynth.seeds import Seed
 from mathsynth.stage import RecordStage
-from mathsynth.text import masked_words, word_ngrams, words
+from mathsynth.text import mask_numbers, masked_words, word_ngrams, words
 from mathsynth.verifiers.minhash import Signer
 
 METHODS = ("ngram", "masked_ngram", "fuzzy")
@@ -81,37 +81,40 @@ class Contamination:
         )
 
 
+def _grams(tokens: list[str], n: int) -> Iterator[tuple[str, ...]]:
+    """The n-word windows of `tokens` as tuples (built by `zip` in C: this is the hot loop)."""
+    return zip(*(tokens[k:] for k in range(n)), strict=False)
+
+
 @dataclass
 class _Grams:
-    """One method's n-gram lookup: full-size n-grams, shorter items' own-length grams, and
-    the whole text of items too short for either."""
+    """One method's n-gram lookup: the n-grams of items with at least n words; items with
+    `min_words` to n - 1 words, found through their first `min_words` words; and the whole
+    text of items too short for either. Keys are word tuples."""
 
-    full: dict[str, _Item] = field(default_factory=dict)
-    short: dict[int, dict[str, _Item]] = field(default_factory=dict)
-    whole: dict[str, _Item] = field(default_factory=dict)
+    n: int
+    min_words: int
+    full: dict[tuple[str, ...], _Item] = field(default_factory=dict)
+    short: dict[tuple[str, ...], list[tuple[tuple[str, ...], _Item]]] = field(default_factory=dict)
+    whole: dict[tuple[str, ...], _Item] = field(default_factory=dict)
 
-    def add(self, tokens: list[str], item: _Item, n: int, min_words: int) -> None:
-        if len(tokens) >= n:
-            for gram in word_ngrams(tokens, n):
+    def add(self, tokens: list[str], item: _Item) -> None:
+        if len(tokens) >= self.n:
+            for gram in _grams(tokens, self.n):
                 self.full.setdefault(gram, item)
-        elif len(tokens) >= min_words:
-            self.short.setdefault(len(tokens), {}).setdefault(" ".join(tokens), item)
+        elif len(tokens) >= self.min_words:
+            self.short.setdefault(tuple(tokens[: self.min_words]), []).append((tuple(tokens), item))
         elif tokens:
-            self.whole.setdefault(" ".join(tokens), item)
+            self.whole.setdefault(tuple(tokens), item)
 
-    def find(self, tokens: list[str], n: int) -> _Item | None:
-        found: list[_Item] = []
-        for gram in word_ngrams(tokens, n) if len(tokens) >= n else ():
-            item = self.full.get(gram)
-            if item is not None:
-                found.append(item)
-        for length, grams in self.short.items():
-            if len(tokens) >= length:
-                for gram in word_ngrams(tokens, length):
-                    item = grams.get(gram)
-                    if item is not None:
+    def find(self, tokens: list[str]) -> _Item | None:
+        found = [self.full[g] for g in self.full.keys() & _grams(tokens, self.n)]
+        if self.short:
+            for start, gram in enumerate(_grams(tokens, self.min_words)):
+                for item_tokens, item in self.short.get(gram, ()):
+                    if tuple(tokens[start : start + len(item_tokens)]) == item_tokens:
                         found.append(item)
-        item = self.whole.get(" ".join(tokens))
+        item = self.whole.get(tuple(tokens))
         if item is not None:
             found.append(item)
         return min(found) if found else None
@@ -139,7 +142,7 @@ class ContaminationIndex:
         self.ngram, self.min_words = ngram, min_words
         self.fuzzy_threshold, self.fuzzy_ngram = fuzzy_threshold, fuzzy_ngram
         self._ids = [[item_id for item_id, _ in items] for _, items in benchmarks]
-        self._plain, self._masked = _Grams(), _Grams()
+        self._plain, self._masked = _Grams(ngram, min_words), _Grams(ngram, min_words)
         self._signer = Signer(num_perm)
         self._lsh = MinHashLSH(threshold=fuzzy_threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
         self._signatures: dict[_Item, Any] = {}
@@ -147,8 +150,8 @@ class ContaminationIndex:
             for i, (_, text) in enumerate(items):
                 item = (b, i)
                 masked = masked_words(text)
-                self._plain.add(words(text), item, ngram, min_words)
-                self._masked.add(masked, item, ngram, min_words)
+                self._plain.add(words(text), item)
+                self._masked.add(masked, item)
                 if item_shingles := word_ngrams(masked, fuzzy_ngram):
                     signature = self._signer.sign(item_shingles)
                     self._lsh.insert(item, signature, check_duplication=False)
@@ -161,15 +164,16 @@ class ContaminationIndex:
     def check(self, text: str) -> Contamination | None:
         """Which methods match `text` to which item; None when it is clean."""
         hits: dict[str, Hit] = {}
-        plain = self._plain.find(words(text), self.ngram)
+        tokens = words(text)
+        plain = self._plain.find(tokens)
         if plain is not None:
             hits["ngram"] = self._hit(plain)
-        masked = masked_words(text)
-        found = self._masked.find(masked, self.ngram)
+        masked = mask_numbers(tokens)
+        found = self._masked.find(masked)
         if found is not None:
             hits["masked_ngram"] = self._hit(found)
         if shingles := word_ngrams(masked, self.fuzzy_ngram):
-            signature = self._signer.sign(shingles)
+            signature = self._signer.minhash(shingles)
             best: tuple[float, _Item] | None = None
             for item in self._lsh.query(signature):
                 similarity = signature.jaccard(self._signatures[item])

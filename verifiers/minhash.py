@@ -39,6 +39,11 @@ class Signer:
         return f"minhash:{SCHEME}:crc32:seed{SEED}:perm{self.num_perm}"
 
     def sign(self, shingles: Iterable[str]) -> LeanMinHash:
+        """The signature of a set of shingles, compact (for keeping)."""
+        return LeanMinHash(self.minhash(shingles))
+
+    def minhash(self, shingles: Iterable[str]) -> MinHash:
+        """The signature as datasketch's MinHash (enough for one LSH query or comparison)."""
         m = MinHash(
             num_perm=self.num_perm,
             seed=SEED,
@@ -49,7 +54,7 @@ class Signer:
         encoded = [s.encode("utf-8") for s in set(shingles)]
         if encoded:
             m.update_batch(encoded)
-        return LeanMinHash(m)
+        return m
 
     def to_bytes(self, signature: LeanMinHash) -> bytes:
         return np.asarray(signature.hashvalues, dtype=_DTYPE).tobytes()
