@@ -129,6 +129,15 @@ def _print_build_summary(report: dict[str, Any]) -> None:
         f"{report['batches']} batches, {report['batches_skipped']} already done; "
         f"{report['seconds']} s; config {report['config_hash']}"
     )
+    near = report.get("near_duplicates") or {}
+    if near.get("enabled"):
+        console.print(
+            f"near duplicates dropped: {near['dropped'].get('sft', 0)} of "
+            f"{near['rows_checked']} rows (Jaccard >= {near['threshold']}); "
+            f"dataset card: {report['card']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     problems = report.get("seed_problems") or {}
     if problems.get("unreadable"):
         err_console.print(
