@@ -105,8 +105,9 @@ METHOD_PAPERS = {
 }
 
 
-def write_card(out: Path) -> Path:
+def write_card(out: Path, repo_id: str | None = None) -> Path:
     """(Re)write `OUT/README.md` from the catalog; returns its path. Written atomically.
+    `repo_id`, when the card is written for a Hub export, is what its example loads.
 
     Failure modes: InputFileError when `out` holds no catalog (not a mathsynth dataset);
     CatalogBusyError while a build holds the catalog past the retry window.
@@ -114,7 +115,7 @@ def write_card(out: Path) -> Path:
     out = Path(out)
     path = out / CARD_NAME
     tmp = out / f".{CARD_NAME}.tmp"
-    tmp.write_text(render_card(out), encoding="utf-8")
+    tmp.write_text(render_card(out, repo_id), encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -125,11 +126,11 @@ def data_files(out: Path) -> dict[str, str]:
     return {t: f"{t}/*.parquet" for t in TABLES if any((Path(out) / t).glob("*.parquet"))}
 
 
-def render_card(out: Path) -> str:
+def render_card(out: Path, repo_id: str | None = None) -> str:
     out = Path(out)
     if not (out / CATALOG_NAME).exists():
         raise InputFileError(out, "not a mathsynth dataset (no catalog.duckdb)")
-    facts = _Facts(out)
+    facts = _Facts(out, repo_id)
     header = yaml.safe_dump(facts.header(), sort_keys=False, allow_unicode=True)
     sections = [
         facts.intro(),
@@ -202,8 +203,9 @@ def seeds_license(seeds: str | None, configured: str | None) -> tuple[str, str]:
 class _Facts:
     """Everything the card says, read once from the catalog and the shards."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, repo_id: str | None = None) -> None:
         self.out = out
+        self.load_name = repo_id or f"path/to/{out.resolve().name}"
         self.catalog = Catalog(out)
         self.stats = dataset_stats(out)  # also refreshes the views
         self.files = data_files(out)
@@ -288,7 +290,7 @@ This card is generated from the dataset's catalog at the end of every build.
 ```python
 from datasets import load_dataset
 
-ds = load_dataset("path/or/repo-id", "{example}", split="train")
+ds = load_dataset("{self.load_name}", "{example}", split="train")
 ```"""
 
     def contents(self) -> str:

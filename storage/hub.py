@@ -56,7 +56,7 @@ def export_hub(
         raise ExportError(
             "no Hugging Face token: set HF_TOKEN or run `hf auth login`, then export again"
         )
-    files = prepare_export(out)
+    files = prepare_export(out, repo_id)
     api = HfApi(endpoint=endpoint, token=token)
     # The client's per-file progress bars would bury a failure's one-line error.
     bars_were_off = are_progress_bars_disabled()

@@ -37,8 +37,9 @@ def publishable_files(out: Path) -> list[str]:
     return files
 
 
-def prepare_export(out: Path) -> list[str]:
-    """Check that `out` is a finished dataset, rewrite its card, return the files to publish.
+def prepare_export(out: Path, repo_id: str | None = None) -> list[str]:
+    """Check that `out` is a finished dataset, rewrite its card (its example loads `repo_id`
+    when given), return the files to publish.
 
     Failure modes: ExportError when `out` is not a mathsynth dataset, when its last build has
     not finished (still running, or crashed: rerun the build to finish it) or when it holds
@@ -55,7 +56,7 @@ def prepare_export(out: Path) -> list[str]:
             f"{out}: the last build has not finished (status {last[0][0]}); rerun the same "
             "`mathsynth build` to finish it, then export"
         )
-    write_card(out)
+    write_card(out, repo_id)
     files = publishable_files(out)
     if len(files) < 2:
         raise ExportError(f"{out}: the dataset holds no rows to publish")
