@@ -22,6 +22,8 @@ from mathsynth.verifiers.decontam import ContaminationIndex
 from mathsynth.verifiers.neardup import NearDupDetector
 
 NEAR_DUP_REASON = "near_duplicate"
+# Candidate signatures are read from the catalog this many at a time.
+_CHUNK = 20_000
 
 
 def read_benchmarks(config: BuildConfig) -> list[Benchmark]:
@@ -60,8 +62,9 @@ def drop_near_duplicates(ctx: StageContext, catalog: Catalog) -> dict[str, Any]:
     statements made from them; returns the figures for the report and the card.
 
     Signatures are kept in the catalog by row id, so rows of earlier builds (or of batches
-    a crashed build finished) are signed once. Memory is two small arrays per row (band
-    keys, ids) plus signatures of the rows that share a band with another row.
+    a crashed build finished) are signed once. Memory: the ids and band keys of every row
+    (~130 bytes a row), the signatures of the rows that share a band with another row
+    (512 bytes each), and datasketch's index for one component of those at a time.
     """
     settings = ctx.config.near_dup
     figures: dict[str, Any] = {
@@ -96,16 +99,16 @@ def drop_near_duplicates(ctx: StageContext, catalog: Catalog) -> dict[str, Any]:
             keys.append(detector.band_keys(matrix))
             ids.extend(shard_ids)
             shards.extend([shard] * len(shard_ids))
-        candidates = (
-            np.flatnonzero(detector.shared_band(np.concatenate(keys))) if keys else np.array([])
-        )
+        all_keys = np.concatenate(keys) if keys else np.empty((0, detector.bands), np.uint64)
+        candidates = np.flatnonzero(detector.shared_band(all_keys))
         candidate_ids = [ids[i] for i in candidates]
-        stored = store.get(candidate_ids)
-    matrix = np.array(
-        [np.frombuffer(stored[row_id], dtype=np.uint32) for row_id in candidate_ids],
-        dtype=np.uint32,
-    ).reshape(len(candidate_ids), settings.num_perm)
-    found = detector.resolve(candidate_ids, matrix)
+        matrix = np.empty((len(candidate_ids), settings.num_perm), dtype=np.uint32)
+        for start in range(0, len(candidate_ids), _CHUNK):
+            chunk = candidate_ids[start : start + _CHUNK]
+            stored = store.get(chunk)
+            for i, row_id in enumerate(chunk, start):
+                matrix[i] = np.frombuffer(stored[row_id], dtype=np.uint32)
+    found = detector.near_duplicates(candidate_ids, matrix, all_keys[candidates])
     shard_of = {ids[i]: shards[i] for i in candidates}
     drops: dict[int, dict[str, str]] = defaultdict(dict)
     for dup in found:

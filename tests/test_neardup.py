@@ -88,6 +88,11 @@ def test_band_prefilter_keeps_every_candidate() -> None:
     chosen = np.flatnonzero(mask)
     filtered = detector.resolve([ids[i] for i in chosen], sigs[chosen])
     assert filtered == everything
+    keys = detector.band_keys(sigs)[chosen]
+    by_component = detector.near_duplicates([ids[i] for i in chosen], sigs[chosen], keys)
+    assert by_component == everything
+    labels = detector.components(keys)
+    assert len(set(labels.tolist())) > 100  # many small components, not one big one
     assert len(everything) > 50  # the corpus really has near duplicates
     assert mask.sum() < len(texts)  # and the prefilter really skipped rows
 
@@ -180,3 +185,10 @@ def test_threshold_and_switch_come_from_the_config(tmp_path: Path) -> None:
         "num_perm": 128,
     }
     assert len(read_table(tmp_path, "sft")) == 2
+
+
+def test_components_follow_chains_across_bands() -> None:
+    # rows 0-1 share band 0, rows 1-3 band 1, row 2 shares nothing, rows 4-5 band 1
+    keys = np.array([[1, 10], [1, 11], [2, 12], [3, 11], [4, 13], [5, 13]], dtype=np.uint64)
+    assert NearDupDetector.components(keys).tolist() == [0, 0, 2, 0, 4, 4]
+    assert NearDupDetector.shared_band(keys).tolist() == [True, True, False, True, True, True]

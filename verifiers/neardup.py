@@ -79,6 +79,48 @@ class NearDupDetector:
             mask |= counts[inverse] > 1
         return mask
 
+    @staticmethod
+    def components(keys: np.ndarray) -> np.ndarray:
+        """For each row, the lowest row index of its connected component in the graph whose
+        edges join rows sharing a band key (minimum-label propagation, vectorised)."""
+        n = len(keys)
+        labels = np.arange(n)
+        groups = []
+        for band in range(keys.shape[1]):
+            order = np.argsort(keys[:, band], kind="stable")
+            starts = np.flatnonzero(np.r_[True, np.diff(keys[order, band]) != 0])
+            groups.append((order, starts))
+        changed = n > 0
+        while changed:
+            changed = False
+            for order, starts in groups:
+                lowest = np.minimum.reduceat(labels[order], starts)
+                spread = np.repeat(lowest, np.diff(np.r_[starts, n]))
+                better = spread < labels[order]
+                if better.any():
+                    labels[order[better]] = spread[better]
+                    changed = True
+        return labels
+
+    def near_duplicates(
+        self, ids: Sequence[str], signatures: np.ndarray, keys: np.ndarray
+    ) -> list[NearDuplicate]:
+        """The greedy pass over rows given in their fixed order, one connected component of
+        the band graph at a time: a row is only ever compared with rows of its own component
+        (no other row shares a band with it), so the result equals one pass over all rows,
+        and datasketch's index never holds more than one component."""
+        labels = self.components(keys)
+        order = np.argsort(labels, kind="stable")  # by component; row order inside each
+        cuts = np.flatnonzero(np.diff(labels[order])) + 1
+        found: list[tuple[int, NearDuplicate]] = []
+        for group in np.split(order, cuts):
+            if len(group) < 2:
+                continue
+            dups = self.resolve([ids[i] for i in group], signatures[group])
+            where = {ids[i]: int(i) for i in group}
+            found.extend((where[d.id], d) for d in dups)
+        return [d for _, d in sorted(found, key=lambda pair: pair[0])]
+
     def resolve(self, ids: Sequence[str], signatures: np.ndarray) -> list[NearDuplicate]:
         """The greedy pass (module docstring) over rows given in their fixed order."""
         lsh = MinHashLSH(
