@@ -402,6 +402,12 @@ def finish_build(
 ) -> dict[str, Any]:
     """Refresh the catalog views, record the run, and return the build report (per-generator
     counts come from the catalog, so batches finished by earlier, crashed runs count too)."""
+    # One catalog connection for the passes, reports and card: each would open its own.
+    with ctx.catalog.session():
+        return _finish(ctx, summaries, seconds)
+
+
+def _finish(ctx: BuildContext, summaries: list[BatchSummary], seconds: float) -> dict[str, Any]:
     dropped = drop_cross_batch_duplicates(ctx.out, ctx.catalog)
     near_duplicates = drop_near_duplicates(ctx, ctx.catalog)
     ctx.catalog.set_report("near_duplicates", near_duplicates)

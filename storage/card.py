@@ -130,7 +130,12 @@ def render_card(out: Path, repo_id: str | None = None) -> str:
     out = Path(out)
     if not (out / CATALOG_NAME).exists():
         raise InputFileError(out, "not a mathsynth dataset (no catalog.duckdb)")
-    facts = _Facts(out, repo_id)
+    catalog = Catalog(out)
+    with catalog.session():
+        return _render(_Facts(out, catalog, repo_id))
+
+
+def _render(facts: _Facts) -> str:
     header = yaml.safe_dump(facts.header(), sort_keys=False, allow_unicode=True)
     sections = [
         facts.intro(),
@@ -203,10 +208,10 @@ def seeds_license(seeds: str | None, configured: str | None) -> tuple[str, str]:
 class _Facts:
     """Everything the card says, read once from the catalog and the shards."""
 
-    def __init__(self, out: Path, repo_id: str | None = None) -> None:
+    def __init__(self, out: Path, catalog: Catalog, repo_id: str | None = None) -> None:
         self.out = out
         self.load_name = repo_id or f"path/to/{out.resolve().name}"
-        self.catalog = Catalog(out)
+        self.catalog = catalog
         self.stats = dataset_stats(out)  # also refreshes the views
         self.files = data_files(out)
         self.rows = self.stats["tables"]

@@ -85,6 +85,20 @@ class Catalog:
         self.out = Path(out)
         self.path = self.out / CATALOG_NAME
         self._lock = threading.Lock()
+        self._session: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep one connection open for the block: every operation of this thread inside it
+        reuses it (opening the file costs ~20 ms, and a finished build's passes and card make
+        dozens of queries). Other threads wait for the block to end, as for any connection.
+        """
+        with self.connect() as con:
+            self._session = (threading.get_ident(), con)
+            try:
+                yield
+            finally:
+                self._session = None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -97,6 +111,10 @@ class Catalog:
         window; CatalogError when the file cannot be opened at all (permissions, an
         immutable directory, not a DuckDB file), with DuckDB's reason.
         """
+        session = self._session
+        if session is not None and session[0] == threading.get_ident():
+            yield session[1]  # inside `session()`: the open connection (read-write)
+            return
         deadline = time.monotonic() + 10.0
         with self._lock:
             while True:
@@ -269,7 +287,7 @@ class Catalog:
         """A report kept with `set_report`, or None (also for a catalog made before reports)."""
         if not self.path.exists():
             return None
-        with self.connect(read_only=True) as con:
+        with self.connect() as con:
             try:
                 row = con.execute(
                     "SELECT value FROM dataset WHERE key = ?", [REPORT_PREFIX + name]
