@@ -402,14 +402,21 @@ def finish_build(
 ) -> dict[str, Any]:
     """Refresh the catalog views, record the run, and return the build report (per-generator
     counts come from the catalog, so batches finished by earlier, crashed runs count too)."""
-    # One catalog connection for the passes, reports and card: each would open its own.
-    with ctx.catalog.session():
-        return _finish(ctx, summaries, seconds)
-
-
-def _finish(ctx: BuildContext, summaries: list[BatchSummary], seconds: float) -> dict[str, Any]:
     dropped = drop_cross_batch_duplicates(ctx.out, ctx.catalog)
     near_duplicates = drop_near_duplicates(ctx, ctx.catalog)
+    # One catalog connection for the reports, views, run row and card (each would open its
+    # own); held for well under a second, so `mathsynth stats` meanwhile only waits briefly.
+    with ctx.catalog.session():
+        return _finish(ctx, summaries, seconds, dropped, near_duplicates)
+
+
+def _finish(
+    ctx: BuildContext,
+    summaries: list[BatchSummary],
+    seconds: float,
+    dropped: dict[str, int],
+    near_duplicates: dict[str, Any],
+) -> dict[str, Any]:
     ctx.catalog.set_report("near_duplicates", near_duplicates)
     ctx.catalog.set_report("decontamination", ctx.decontamination)
     ctx.catalog.refresh_views()

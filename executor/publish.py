@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,25 @@ from mathsynth.verifiers.decontam import ContaminationIndex
 from mathsynth.verifiers.neardup import NearDupDetector
 
 NEAR_DUP_REASON = "near_duplicate"
-# Candidate signatures are read from the catalog this many at a time.
+# Signatures are read from and added to the catalog this many rows at a time, each time on a
+# short connection of its own (another process, such as `mathsynth stats`, waits briefly).
 _CHUNK = 20_000
+
+
+def _shard_groups(
+    shards: Iterator[tuple[int, list[str], list[str]]],
+) -> Iterator[list[tuple[int, list[str], list[str]]]]:
+    """Consecutive shards in groups of about `_CHUNK` rows."""
+    group: list[tuple[int, list[str], list[str]]] = []
+    rows = 0
+    for shard in shards:
+        group.append(shard)
+        rows += len(shard[1])
+        if rows >= _CHUNK:
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
 
 
 def read_benchmarks(config: BuildConfig) -> list[Benchmark]:
@@ -81,11 +99,13 @@ def drop_near_duplicates(ctx: StageContext, catalog: Catalog) -> dict[str, Any]:
     shards: list[int] = []
     keys: list[np.ndarray] = []
     signed = 0
-    with catalog.signature_store(detector.params) as store:
-        for shard, shard_ids, questions in sft_questions(ctx.out):
-            stored = store.get(shard_ids)
+    for group in _shard_groups(sft_questions(ctx.out)):
+        group_ids = [row_id for _, shard_ids, _ in group for row_id in shard_ids]
+        with catalog.signature_store(detector.params) as store:
+            stored = store.get(group_ids)
+        new_ids, new_blobs = [], []
+        for shard, shard_ids, questions in group:
             matrix = np.empty((len(shard_ids), settings.num_perm), dtype=np.uint32)
-            new_ids, new_blobs = [], []
             for i, (row_id, question) in enumerate(zip(shard_ids, questions, strict=True)):
                 blob = stored.get(row_id)
                 if blob is None:
@@ -94,20 +114,23 @@ def drop_near_duplicates(ctx: StageContext, catalog: Catalog) -> dict[str, Any]:
                     new_blobs.append(matrix[i].tobytes())
                 else:
                     matrix[i] = np.frombuffer(blob, dtype=np.uint32)
-            store.put(new_ids, new_blobs)
-            signed += len(new_ids)
             keys.append(detector.band_keys(matrix))
             ids.extend(shard_ids)
             shards.extend([shard] * len(shard_ids))
-        all_keys = np.concatenate(keys) if keys else np.empty((0, detector.bands), np.uint64)
-        candidates = np.flatnonzero(detector.shared_band(all_keys))
-        candidate_ids = [ids[i] for i in candidates]
-        matrix = np.empty((len(candidate_ids), settings.num_perm), dtype=np.uint32)
-        for start in range(0, len(candidate_ids), _CHUNK):
-            chunk = candidate_ids[start : start + _CHUNK]
+        # Signing happens between two short connections, not inside one.
+        with catalog.signature_store(detector.params) as store:
+            store.put(new_ids, new_blobs)
+        signed += len(new_ids)
+    all_keys = np.concatenate(keys) if keys else np.empty((0, detector.bands), np.uint64)
+    candidates = np.flatnonzero(detector.shared_band(all_keys))
+    candidate_ids = [ids[i] for i in candidates]
+    matrix = np.empty((len(candidate_ids), settings.num_perm), dtype=np.uint32)
+    for start in range(0, len(candidate_ids), _CHUNK):
+        chunk = candidate_ids[start : start + _CHUNK]
+        with catalog.signature_store(detector.params) as store:
             stored = store.get(chunk)
-            for i, row_id in enumerate(chunk, start):
-                matrix[i] = np.frombuffer(stored[row_id], dtype=np.uint32)
+        for i, row_id in enumerate(chunk, start):
+            matrix[i] = np.frombuffer(stored[row_id], dtype=np.uint32)
     found = detector.near_duplicates(candidate_ids, matrix, all_keys[candidates])
     shard_of = {ids[i]: shards[i] for i in candidates}
     drops: dict[int, dict[str, str]] = defaultdict(dict)
