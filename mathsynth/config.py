@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from contextvars import ContextVar
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -139,12 +140,24 @@ class DecontaminationSettings(BaseModel):
 LSH_WEIGHTS = (0.1, 0.9)
 
 
-def _check_lsh_bands(threshold: float, num_perm: int, what: str) -> None:
-    """MinHash-LSH needs at least two bands; thresholds close to 1 need more permutations."""
+@lru_cache(maxsize=64)
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) datasketch chooses for `threshold` under LSH_WEIGHTS. Cached:
+    choosing integrates the collision curves numerically (~80 ms), and every LSH index of a
+    build (one per near-duplicate component) uses the same answer.
+
+    Failure modes: ValueError when fewer than two bands would do (a threshold too close to 1
+    for `num_perm`)."""
     from datasketch import MinHashLSH
 
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+    return lsh.b, lsh.r
+
+
+def _check_lsh_bands(threshold: float, num_perm: int, what: str) -> None:
+    """MinHash-LSH needs at least two bands; thresholds close to 1 need more permutations."""
     try:
-        MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+        lsh_bands(threshold, num_perm)
     except ValueError:
         raise ValueError(
             f"{what} {threshold} is too close to 1 for num_perm {num_perm} (MinHash-LSH needs "

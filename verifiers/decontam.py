@@ -27,7 +27,7 @@ from typing import Any
 
 from datasketch import MinHashLSH
 
-from mathsynth.config import LSH_WEIGHTS
+from mathsynth.config import lsh_bands
 from mathsynth.records import Problem, Record, Rejection
 from mathsynth.seeds import Seed
 from mathsynth.stage import RecordStage
@@ -144,7 +144,11 @@ class ContaminationIndex:
         self._ids = [[item_id for item_id, _ in items] for _, items in benchmarks]
         self._plain, self._masked = _Grams(ngram, min_words), _Grams(ngram, min_words)
         self._signer = Signer(num_perm)
-        self._lsh = MinHashLSH(threshold=fuzzy_threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+        self._lsh = MinHashLSH(
+            threshold=fuzzy_threshold,
+            num_perm=num_perm,
+            params=lsh_bands(fuzzy_threshold, num_perm),
+        )
         self._signatures: dict[_Item, Any] = {}
         for b, (_, items) in enumerate(benchmarks):
             for i, (_, text) in enumerate(items):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from datasketch import LeanMinHash, MinHashLSH
 
-from mathsynth.config import LSH_WEIGHTS
+from mathsynth.config import lsh_bands
 from mathsynth.text import word_ngrams, words
 from mathsynth.verifiers.minhash import Signer
 
@@ -46,8 +46,7 @@ class NearDupDetector:
         self.threshold = threshold
         self.ngram = ngram
         self.signer = Signer(num_perm)
-        bands = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
-        self.bands, self.rows_per_band = bands.b, bands.r
+        self.bands, self.rows_per_band = lsh_bands(threshold, num_perm)
 
     @property
     def params(self) -> str:
@@ -124,7 +123,9 @@ class NearDupDetector:
     def resolve(self, ids: Sequence[str], signatures: np.ndarray) -> list[NearDuplicate]:
         """The greedy pass (module docstring) over rows given in their fixed order."""
         lsh = MinHashLSH(
-            threshold=self.threshold, num_perm=self.signer.num_perm, weights=LSH_WEIGHTS
+            threshold=self.threshold,
+            num_perm=self.signer.num_perm,
+            params=(self.bands, self.rows_per_band),
         )
         kept: dict[str, tuple[int, LeanMinHash]] = {}
         found: list[NearDuplicate] = []
