@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import resource
@@ -64,9 +65,9 @@ def measure(out: Path) -> dict[str, float]:
     ctx = SimpleNamespace(config=load_config(out=out), out=out)
     catalog = Catalog(out)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     figures = drop_near_duplicates(ctx, catalog)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     drop_near_duplicates(ctx, catalog)
@@ -76,6 +77,7 @@ def measure(out: Path) -> dict[str, float]:
         "candidates": figures["candidates"],
         "dropped": figures["dropped"].get("sft", 0),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "rerun_seconds": rerun,
         "rss_before_mib": before / 1024,
         "peak_rss_mib": peak / 1024,
@@ -109,11 +111,13 @@ def main() -> None:
         results.append(r)
         print(
             f"{r['rows']:>8,} rows: {r['rows'] / r['seconds']:7,.0f} rows/s "
-            f"({r['seconds']:.1f} s), peak RSS {r['peak_rss_mib']:.0f} MiB "
+            f"({r['seconds']:.1f} s, {r['rows'] / r['cpu_seconds']:,.0f} per CPU-second), "
+            f"peak RSS {r['peak_rss_mib']:.0f} MiB "
             f"(before the pass {r['rss_before_mib']:.0f}), {r['candidates']:,} candidates, "
             f"{r['dropped']:,} dropped; rerun {r['rerun_seconds']:.1f} s (signatures reused)"
         )
     first, last = results[0], results[-1]
+    print(f"load average {os.getloadavg()[0]:.1f}")
     print(
         f"{last['rows'] // first['rows']}x the rows: "
         f"{last['seconds'] / first['seconds']:.1f}x the time, "
