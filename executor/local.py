@@ -7,8 +7,10 @@ registry (`mathsynth.registry`) and never names a method. `flows/` wraps `run_ba
 Prefect tasks; `bench/` calls it directly to measure Prefect's overhead.
 
 A batch's chain is: the source method's stage, then the checks every problem passes
-(`ExecVerifier`, `ExactDedup`), then each selected derived method's stages, so derived
-methods only ever start from problems that were really verified.
+(`ExecVerifier`, `ExactDedup`, and `Decontaminate` when benchmarks are named), then each
+selected derived method's stages, so derived methods only ever start from problems that were
+really verified. A finished build then loses its cross-batch and near duplicates
+(`executor.publish`) and gets its dataset card (`storage.card`).
 """
 
 from __future__ import annotations
@@ -27,18 +29,22 @@ from typing import Any
 from mathsynth import __version__, registry
 from mathsynth.config import BuildConfig
 from mathsynth.errors import InputFileError
+from mathsynth.executor.publish import contamination_index, drop_near_duplicates
 from mathsynth.executor.timing import Timed, as_stats, batch_clock, timed
 from mathsynth.generators.seeds.library import bundled_seeds
 from mathsynth.records import Record, Rejection
 from mathsynth.registry import Unit
 from mathsynth.seeds import Seed, SeedTask
 from mathsynth.stage import RecordStage, SourceStage, run_pipeline
+from mathsynth.storage.card import write_card
 from mathsynth.storage.catalog import Catalog
 from mathsynth.storage.dedup import drop_cross_batch_duplicates
 from mathsynth.storage.output_dir import LLM_CACHE_NAME, OutputClaim, clear_replaced_dataset
 from mathsynth.storage.schemas import TABLES
 from mathsynth.storage.shards import clear_temp, write_batch_shards
 from mathsynth.storage.stats import generator_totals
+from mathsynth.verifiers.decontam import STAGE as DECONTAM
+from mathsynth.verifiers.decontam import Decontaminate, decontaminate_seeds
 from mathsynth.verifiers.dedup import ExactDedup
 from mathsynth.verifiers.exec_check import ExecVerifier
 from mathsynth.verifiers.sandbox import Sandbox
@@ -116,6 +122,9 @@ class BuildContext:
     lean: Any = None
     state: dict[str, Any] = field(default_factory=dict)
     seed_problems: dict[str, Any] = field(default_factory=dict)
+    # Decontamination (executor.publish): the benchmarks' index, None when none is named.
+    contamination: Any = None
+    decontamination: dict[str, Any] = field(default_factory=dict)
     batches_written: int = 0
     _written_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -222,13 +231,15 @@ def load_seeds(ctx: BuildContext) -> tuple[list[Seed], list[Record]]:
     config = ctx.config
     if config.seeds is None:
         seeds = bundled_seeds()
-        return (seeds[: config.max_seeds] if config.max_seeds else seeds), []
+        return _decontaminate(ctx, seeds[: config.max_seeds] if config.max_seeds else seeds, [])
     from mathsynth.generators.seeds.readers import read_seeds
 
     read: list[Seed] = []
     rejected: list[Record] = []
     for item in read_seeds(config.seeds, config.max_seeds):
         (read if isinstance(item, Seed) else rejected).append(item)
+    # Before templating: a contaminated seed costs no LLM decoupling call either.
+    read, rejected = _decontaminate(ctx, read, rejected)
     templated = [s for s in read if s.spec is not None]
     todo = [s for s in read if s.spec is None]
     for template_seeds in registry.seed_templaters().values():
@@ -242,6 +253,17 @@ def load_seeds(ctx: BuildContext) -> tuple[list[Seed], list[Record]]:
     order = {seed.id: i for i, seed in enumerate(read)}
     templated.sort(key=lambda seed: order[seed.id])
     return templated, rejected
+
+
+def _decontaminate(
+    ctx: BuildContext, seeds: list[Seed], rejected: list[Record]
+) -> tuple[list[Seed], list[Record]]:
+    """Drop the seeds that match a benchmark (`contaminated` rejections) before generation."""
+    if ctx.contamination is None:
+        return seeds, rejected
+    kept, contaminated, stats = decontaminate_seeds(ctx.contamination, seeds)
+    ctx.decontamination["seeds"] = stats
+    return kept, [*rejected, *contaminated]
 
 
 def check_seed_source(source: str, max_seeds: int | None) -> None:
@@ -327,8 +349,13 @@ def batch_stages(ctx: BuildContext, batch: Batch) -> BatchStages:
         if method.role == "derived"
         for stage in method.stages(ctx)
     ]
-    checks = (ExecVerifier(sandbox=ctx.sandbox, checker=ctx.answer_checker), ExactDedup())
-    return BatchStages(source, checks, tuple(derived))
+    checks: list[RecordStage] = [
+        ExecVerifier(sandbox=ctx.sandbox, checker=ctx.answer_checker),
+        ExactDedup(),
+    ]
+    if ctx.contamination is not None:
+        checks.append(Decontaminate(ctx.contamination))
+    return BatchStages(source, tuple(checks), tuple(derived))
 
 
 @dataclass
@@ -458,12 +485,15 @@ def prepare_build(ctx: BuildContext, overwrite: bool) -> tuple[list[Batch], set[
     numbers of those already finished. Seeds are read before anything is written, so bad
     input leaves the output directory untouched."""
     config = ctx.config
+    ctx.contamination, ctx.decontamination = contamination_index(config)
     ctx.seeds, pre_rejected = load_seeds(ctx)
     unreadable = [r for r in pre_rejected if isinstance(r, Rejection) and r.stage == SEED_BATCH]
+    contaminated = [r for r in pre_rejected if isinstance(r, Rejection) and r.stage == DECONTAM]
     ctx.seed_problems = {
         "unreadable": len(unreadable),
         "first": unreadable[0].detail if unreadable else None,
-        "untemplated": len(pre_rejected) - len(unreadable),
+        "untemplated": len(pre_rejected) - len(unreadable) - len(contaminated),
+        "contaminated": len(contaminated),
     }
     if overwrite:
         clear_replaced_dataset(ctx.out, ctx.config_hash)
@@ -487,6 +517,23 @@ def finish_build(
     added to this process's own (planning, and every batch with the thread runner).
     """
     dropped = drop_cross_batch_duplicates(ctx.out, ctx.catalog)
+    near_duplicates = drop_near_duplicates(ctx, ctx.catalog)
+    # One catalog connection for the reports, views, run row and card (each would open its
+    # own); held for well under a second, so `mathsynth stats` meanwhile only waits briefly.
+    with ctx.catalog.session():
+        return _finish(ctx, summaries, seconds, dropped, near_duplicates, worker_llm)
+
+
+def _finish(
+    ctx: BuildContext,
+    summaries: list[BatchSummary],
+    seconds: float,
+    dropped: dict[str, int],
+    near_duplicates: dict[str, Any],
+    worker_llm: dict[str, int] | None,
+) -> dict[str, Any]:
+    ctx.catalog.set_report("near_duplicates", near_duplicates)
+    ctx.catalog.set_report("decontamination", ctx.decontamination)
     ctx.catalog.refresh_views()
     generators = generator_totals(ctx.catalog)
     counts: Counter[str] = Counter()
@@ -502,6 +549,7 @@ def finish_build(
         "totals": {t: sum(g[t] for g in generators) for t in TABLES},
         "llm": _llm_totals(ctx, worker_llm),
         "duplicates_dropped": dropped,
+        "near_duplicates": near_duplicates,
         "seed_problems": ctx.seed_problems,
     }
     ctx.catalog.finish_build(
@@ -513,6 +561,8 @@ def finish_build(
         counts=dict(counts),
         llm=report["llm"],
     )
+    # Last, so the card describes the finished build (it reads the catalog's build rows).
+    report["card"] = str(write_card(ctx.out))
     return report
 
 

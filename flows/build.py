@@ -51,6 +51,7 @@ from mathsynth.executor.local import (
     prepare_build,
     run_batch,
 )
+from mathsynth.executor.publish import read_benchmarks
 from mathsynth.flows.run_logs import forward_logs
 from mathsynth.storage.output_dir import check_output
 from mathsynth.storage.stats import generator_table, rejection_reasons
@@ -82,11 +83,12 @@ def check_inputs(config: BuildConfig, overwrite: bool) -> None:
     Run by `run_build` ahead of the flow so bad input is one clear error, with nothing
     written and no flow-run traceback; the flow repeats the checks for scheduled runs.
     Failure modes: DatasetConflictError, InputFileError (missing / unreadable seeds, or a
-    source in which no row is a usable seed).
+    source in which no row is a usable seed; a benchmark that cannot be read).
     """
     check_output(config.out_dir, config.content_hash(), overwrite)
     if config.seeds is not None:
         check_seed_source(config.seeds, config.max_seeds)
+    read_benchmarks(config)  # --decontaminate sources: readable, with questions
 
 
 @flow(name="mathsynth-build", log_prints=False)

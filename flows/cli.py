@@ -16,6 +16,7 @@ from mathsynth import registry
 from mathsynth.errors import MathsynthError
 from mathsynth.flows.decouple_cmd import decouple_command
 from mathsynth.flows.deploy import deploy_command
+from mathsynth.flows.export_cmd import export_app
 from mathsynth.flows.prompts_cmd import prompts_app
 from mathsynth.flows.report_cmd import report_command
 from mathsynth.flows.sandbox_cmd import sandbox_app
@@ -82,6 +83,12 @@ def build(
     overwrite: Annotated[
         bool, typer.Option(help="Replace a dataset built from a different config.")
     ] = False,
+    decontaminate: Annotated[
+        str | None, typer.Option(help="Benchmarks to decontaminate against: PATH_OR_HF_ID[,...]")
+    ] = None,
+    near_dup_threshold: Annotated[
+        float | None, typer.Option(help="Near-duplicate Jaccard threshold (default 0.8).")
+    ] = None,
 ) -> None:
     """Build (or resume) a dataset. Rerunning the same command skips finished batches."""
     import os
@@ -115,6 +122,8 @@ def build(
             "lean.server_url": lean_server,
             "runner.kind": runner,
             "runner.address": dask_address,
+            "decontaminate.sources": decontaminate,
+            "near_dup.threshold": near_dup_threshold,
         },
     )
     if cfg.llm.configured:
@@ -140,12 +149,28 @@ def _print_build_summary(report: dict[str, Any]) -> None:
         f"{report['batches']} batches, {report['batches_skipped']} already done; "
         f"{report['seconds']} s; config {report['config_hash']}"
     )
+    near = report.get("near_duplicates") or {}
+    if near.get("enabled"):
+        console.print(
+            f"near duplicates dropped: {near['dropped'].get('sft', 0)} of "
+            f"{near['rows_checked']} rows (Jaccard >= {near['threshold']}); "
+            f"dataset card: {report['card']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     problems = report.get("seed_problems") or {}
     if problems.get("unreadable"):
         err_console.print(
             f"[yellow]warning:[/] {problems['unreadable']} seed row(s) could not be read and "
             f"were skipped (first: {problems['first']}); each is in rejected/ with stage "
             "read_seeds",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if problems.get("contaminated"):
+        err_console.print(
+            f"[yellow]note:[/] {problems['contaminated']} seed(s) match a benchmark and were "
+            "dropped before generation; see rejected/ (reason contaminated)",
             highlight=False,
             soft_wrap=True,
         )
@@ -239,6 +264,7 @@ app.command(
 app.add_typer(prompts_app, name="prompts", help="List, show and export the LLM prompt templates.")
 app.add_typer(train_app, name="train", help="Fine-tune on a build's shards (SFT, DPO) with TRL.")
 app.command(name="eval", help="Score a model on a benchmark: accuracy with a 95% CI.")(eval_command)
+app.add_typer(export_app, name="export", help="Publish a dataset: the Hub, or a clean copy.")
 
 
 def _click_exception() -> type[Exception]:

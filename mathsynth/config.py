@@ -14,13 +14,23 @@ import json
 import os
 import re
 from contextvars import ContextVar
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -207,6 +217,109 @@ class ScheduleSettings(BaseModel):
     work_pool: str = "mathsynth"
 
 
+class DecontaminationSettings(BaseModel):
+    """Benchmarks to decontaminate against (`verifiers.decontam`) and the methods' knobs.
+
+    In YAML either a list of sources (`decontaminate: [openai/gsm8k:main, math500.jsonl]`)
+    or a mapping with `sources` and any of the knobs; on the command line
+    `--decontaminate A,B`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # NoDecode: MATHSYNTH_DECONTAMINATE__SOURCES=a,b is split by the validator, not JSON.
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="paths or HF dataset ids"
+    )
+    ngram: int = Field(13, ge=1, description="words per n-gram (both n-gram methods)")
+    min_words: int = Field(8, ge=1, description="shorter items only match as a whole text")
+    fuzzy_threshold: float = Field(0.6, gt=0.0, lt=1.0, description="MinHash Jaccard")
+    fuzzy_ngram: int = Field(3, ge=1, description="words per shingle of the fuzzy method")
+    num_perm: int = Field(128, ge=16, le=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_only(cls, value: Any) -> Any:
+        if isinstance(value, str | list | tuple):
+            return {"sources": value}
+        return value
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _bands(self) -> DecontaminationSettings:
+        _check_lsh_bands(self.fuzzy_threshold, self.num_perm, "fuzzy_threshold")
+        return self
+
+
+# MinHash-LSH band weights (false positive, false negative) for near-duplicate and fuzzy
+# decontamination lookups: recall first. A false candidate only costs one Jaccard estimate;
+# datasketch's even weights miss 60 % of pairs right at the threshold, these 13 %.
+LSH_WEIGHTS = (0.1, 0.9)
+
+
+@lru_cache(maxsize=64)
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) datasketch chooses for `threshold` under LSH_WEIGHTS. Cached:
+    choosing integrates the collision curves numerically (~80 ms), and every LSH index of a
+    build (one per near-duplicate component) uses the same answer.
+
+    Failure modes: ValueError when fewer than two bands would do (a threshold too close to 1
+    for `num_perm`)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+    return lsh.b, lsh.r
+
+
+def _check_lsh_bands(threshold: float, num_perm: int, what: str) -> None:
+    """MinHash-LSH needs at least two bands; thresholds close to 1 need more permutations."""
+    try:
+        lsh_bands(threshold, num_perm)
+    except ValueError:
+        raise ValueError(
+            f"{what} {threshold} is too close to 1 for num_perm {num_perm} (MinHash-LSH needs "
+            "two bands or more): lower it or raise num_perm"
+        ) from None
+
+
+class NearDupSettings(BaseModel):
+    """Near-duplicate removal at the end of a build (`verifiers.neardup`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="estimated Jaccard similarity")
+    ngram: int = Field(5, ge=1, description="words per shingle")
+    num_perm: int = Field(128, ge=16, le=1024)
+
+    @model_validator(mode="after")
+    def _bands(self) -> NearDupSettings:
+        _check_lsh_bands(self.threshold, self.num_perm, "threshold")
+        return self
+
+
+class CardSettings(BaseModel):
+    """What the dataset card (README.md) says that the data cannot tell: not in the config
+    hash, since it changes no row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    license: str | None = Field(None, description="card license; default: from the seeds")
+    seeds_license: str | None = Field(None, description="license of --seeds data")
+    pretty_name: str | None = None
+
+
 class BuildConfig(BaseSettings):
     """Everything a `mathsynth build` needs to know."""
 
@@ -231,6 +344,9 @@ class BuildConfig(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)  # `mathsynth train` / `eval`
+    decontaminate: DecontaminationSettings = Field(default_factory=DecontaminationSettings)
+    near_dup: NearDupSettings = Field(default_factory=NearDupSettings)
+    card: CardSettings = Field(default_factory=CardSettings)
 
     @field_validator("generators", mode="before")
     @classmethod
@@ -300,6 +416,7 @@ class BuildConfig(BaseSettings):
                 "runner": True,
                 "schedule": True,
                 "train": True,  # training settings do not change what a build makes
+                "card": True,
             },
         )
         # Not the folder's path but what is in it: an edited prompt is another build.

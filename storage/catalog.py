@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from mathsynth.errors import DatasetConflictError, MathsynthError
 from mathsynth.storage.schemas import TABLES
@@ -60,9 +61,16 @@ CREATE TABLE IF NOT EXISTS shards (
     tbl VARCHAR, batch INTEGER, path VARCHAR, rows BIGINT, bytes BIGINT,
     PRIMARY KEY (tbl, batch)
 );
+CREATE TABLE IF NOT EXISTS signatures (
+    id VARCHAR, params VARCHAR, sig BLOB
+);
 """
     + _LLM_BATCHES_DDL
 )
+
+# Keys of the `dataset` table that hold reports of the last build (near duplicates,
+# decontamination); they describe this dataset only and go when its config changes.
+REPORT_PREFIX = "report."
 
 
 class CatalogBusyError(MathsynthError):
@@ -98,6 +106,20 @@ class Catalog:
         self.out = Path(out)
         self.path = self.out / CATALOG_NAME
         self._lock = threading.Lock()
+        self._session: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep one connection open for the block: every operation of this thread inside it
+        reuses it (opening the file costs ~20 ms, and a finished build's passes and card make
+        dozens of queries). Other threads wait for the block to end, as for any connection.
+        """
+        with self.connect() as con:
+            self._session = (threading.get_ident(), con)
+            try:
+                yield
+            finally:
+                self._session = None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -110,6 +132,10 @@ class Catalog:
         window; CatalogError when the file cannot be opened at all (permissions, an
         immutable directory, not a DuckDB file), with DuckDB's reason.
         """
+        session = self._session
+        if session is not None and session[0] == threading.get_ident():
+            yield session[1]  # inside `session()`: the open connection (read-write)
+            return
         deadline = time.monotonic() + 10.0
         with self._lock:
             while True:
@@ -152,6 +178,8 @@ class Catalog:
             if row is None or row[0] != config_hash:
                 con.execute("DELETE FROM batches")
                 con.execute("DELETE FROM shards")
+                con.execute("DELETE FROM signatures")
+                con.execute("DELETE FROM dataset WHERE starts_with(key, ?)", [REPORT_PREFIX])
                 for key, value in {
                     "config_hash": config_hash,
                     "config": json.dumps(config, sort_keys=True),
@@ -241,20 +269,30 @@ class Catalog:
     ) -> None:
         """After a finished batch's shards were rewritten: add `delta` to its counts and
         record its shards {table: (path, rows, bytes)} as they are now, in one transaction."""
+        self.adjust_batches([(batch, delta, shards)])
+
+    def adjust_batches(
+        self, updates: list[tuple[int, dict[str, int], dict[str, tuple[str, int, int]]]]
+    ) -> None:
+        """`adjust_batch` for many batches in one connection and one transaction (a pass
+        over the whole dataset rewrites most shards; a connection costs ~20 ms)."""
+        if not updates:
+            return
         with self.connect() as con:
             con.execute("BEGIN")
-            row = con.execute("SELECT counts FROM batches WHERE batch = ?", [batch]).fetchone()
-            counts = json.loads(row[0]) if row and row[0] else {}
-            for key, value in delta.items():
-                counts[key] = counts.get(key, 0) + value
-            con.execute(
-                "UPDATE batches SET counts = ? WHERE batch = ?", [json.dumps(counts), batch]
-            )
-            for tbl, (path, rows, size) in shards.items():
+            for batch, delta, shards in updates:
+                row = con.execute("SELECT counts FROM batches WHERE batch = ?", [batch]).fetchone()
+                counts = json.loads(row[0]) if row and row[0] else {}
+                for key, value in delta.items():
+                    counts[key] = counts.get(key, 0) + value
                 con.execute(
-                    "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?, ?)",
-                    [tbl, batch, path, rows, size],
+                    "UPDATE batches SET counts = ? WHERE batch = ?", [json.dumps(counts), batch]
                 )
+                for tbl, (path, rows, size) in shards.items():
+                    con.execute(
+                        "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?, ?)",
+                        [tbl, batch, path, rows, size],
+                    )
             con.execute("COMMIT")
 
     # -- LLM batch jobs (llm.backend: batch) ---------------------------------------------------
@@ -314,6 +352,35 @@ class Catalog:
                     [row[c] for c in _LLM_BATCH_COLUMNS],
                 )
 
+    # -- reports and near-duplicate signatures ------------------------------------------------
+    def set_report(self, name: str, value: Any) -> None:
+        """Keep a JSON-able report of the last build under `name` (see REPORT_PREFIX)."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO dataset VALUES (?, ?)",
+                [REPORT_PREFIX + name, json.dumps(value, sort_keys=True)],
+            )
+
+    def report(self, name: str) -> Any:
+        """A report kept with `set_report`, or None (also for a catalog made before reports)."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            try:
+                row = con.execute(
+                    "SELECT value FROM dataset WHERE key = ?", [REPORT_PREFIX + name]
+                ).fetchone()
+            except duckdb.CatalogException:
+                return None
+        return json.loads(row[0]) if row else None
+
+    @contextmanager
+    def signature_store(self, params: str) -> Iterator[SignatureStore]:
+        """Stored near-duplicate signatures made under `params`, read and added through one
+        connection for the length of a pass (see `SignatureStore`)."""
+        with self.connect() as con:
+            yield SignatureStore(con, params)
+
     # -- views and stats --------------------------------------------------------------------
     def refresh_views(self) -> None:
         """(Re)create one view per table over its shards, plus the stats views.
@@ -349,3 +416,44 @@ class Catalog:
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.connect() as con:
             return con.execute(sql, params or []).fetchall()
+
+
+class SignatureStore:
+    """Signatures by row id (`signatures` table): a row id names fixed content, so its
+    signature stays valid across builds. Ids already stored are never stored twice."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, params: str) -> None:
+        self.con = con
+        self.params = params
+
+    def get(self, ids: list[str]) -> dict[str, bytes]:
+        """The stored signatures of those of `ids` that have one."""
+        if not ids:
+            return {}
+        self.con.register("wanted", pa.table({"id": pa.array(ids, type=pa.string())}))
+        try:
+            return dict(
+                self.con.execute(
+                    "SELECT s.id, s.sig FROM signatures s JOIN wanted w ON s.id = w.id "
+                    "WHERE s.params = ?",
+                    [self.params],
+                ).fetchall()
+            )
+        finally:
+            self.con.unregister("wanted")
+
+    def put(self, ids: list[str], blobs: list[bytes]) -> None:
+        if not ids:
+            return
+        new = pa.table(
+            {"id": pa.array(ids, type=pa.string()), "sig": pa.array(blobs, type=pa.binary())}
+        )
+        self.con.register("new_signatures", new)
+        try:
+            self.con.execute(
+                "INSERT INTO signatures SELECT n.id, ?, n.sig FROM new_signatures n "
+                "WHERE n.id NOT IN (SELECT id FROM signatures WHERE params = ?)",
+                [self.params, self.params],
+            )
+        finally:
+            self.con.unregister("new_signatures")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mathsynth.errors import DatasetConflictError, MathsynthError, OutputDirError
+from mathsynth.storage.card import CARD_NAME
 from mathsynth.storage.catalog import CATALOG_NAME, Catalog
 from mathsynth.storage.concept_graph_store import CONCEPT_GRAPH_DIR
 from mathsynth.storage.schemas import TABLES
@@ -104,6 +105,7 @@ def clear_replaced_dataset(out: Path, config_hash: str) -> None:
             shutil.rmtree(out / name, ignore_errors=True)
         catalog.unlink(missing_ok=True)
         Catalog(out).restore_llm_batches(jobs)
+        (out / CARD_NAME).unlink(missing_ok=True)  # it described the replaced dataset
 
 
 @dataclass(frozen=True)

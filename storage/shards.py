@@ -41,8 +41,11 @@ def shard_numbers(out: Path, table: str) -> list[int]:
     return sorted(int(p.stem.removeprefix("part-")) for p in (out / table).glob("part-*.parquet"))
 
 
-def write_shard(out: Path, table: str, shard: int, rows: list[dict[str, Any]]) -> ShardInfo:
-    """Write one shard atomically (temp file in OUT/.tmp, fsync, rename).
+def write_shard(
+    out: Path, table: str, shard: int, rows: list[dict[str, Any]] | pa.Table
+) -> ShardInfo:
+    """Write one shard atomically (temp file in OUT/.tmp, fsync, rename). `rows` are dicts,
+    or an Arrow table of the shard's schema (a rewritten shard: no round trip via Python).
 
     Failure modes: rows that do not fit the table's schema raise pyarrow errors before
     anything becomes visible; the temp file is always removed.
@@ -54,7 +57,10 @@ def write_shard(out: Path, table: str, shard: int, rows: list[dict[str, Any]]) -
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"{table}-{shard:05d}-{uuid.uuid4().hex}.parquet"
     try:
-        table_data = pa.Table.from_pylist(rows, schema=schema)
+        if isinstance(rows, pa.Table):
+            table_data = rows.select(schema.names).cast(schema)
+        else:
+            table_data = pa.Table.from_pylist(rows, schema=schema)
         pq.write_table(
             table_data,
             tmp,
@@ -66,7 +72,7 @@ def write_shard(out: Path, table: str, shard: int, rows: list[dict[str, Any]]) -
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    return ShardInfo(table, final, len(rows), final.stat().st_size)
+    return ShardInfo(table, final, table_data.num_rows, final.stat().st_size)
 
 
 def write_batch_shards(out: Path, shard: int, records: Iterable[Record]) -> dict[str, ShardInfo]:

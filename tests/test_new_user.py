@@ -75,7 +75,9 @@ def test_every_library_prefix_builds_with_every_generator(tmp_path: Path) -> Non
     ("args", "error"),
     [
         ([], "Missing command"),
-        (["export"], "No such command 'export'"),
+        (["publish"], "No such command 'publish'"),
+        (["export"], "Missing command"),
+        (["export", "hub"], "Missing argument 'REPO_ID'"),
         (["build", "--no-such-flag"], "No such option: --no-such-flag"),
         (["build", "--variants", "abc"], "Invalid value for '--variants'"),
         (["stats"], "Missing argument"),

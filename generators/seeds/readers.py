@@ -16,7 +16,7 @@ not JSONL at all, unreadable Parquet, unknown dataset) raises InputFileError.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,9 @@ from mathsynth.generators.common.annotations import (
 )
 from mathsynth.records import Rejection, content_id
 from mathsynth.seeds import Seed
-from mathsynth.storage.jsonl import iter_jsonl
+from mathsynth.storage.sources import row_message, source_rows
 
 STAGE = "read_seeds"
-
-# A seed row as read: (row number, the row or the error that made it unreadable).
-_Row = tuple[int, dict[str, Any] | InputFileError]
-
-_HUB_ID_RE = re.compile(r"^[\w.-]+(?:/[\w.-]+)?(?::[\w.-]+)?$")
 
 
 def read_seeds(
@@ -59,7 +54,7 @@ def read_seeds(
     lacks the requested split.
     """
     label = str(source)
-    rows = _rows(source, split)
+    rows = source_rows(source, split or "train", exact_split=split is not None)
     parsed = (_parse_row(label, line, row, check_annotations) for line, row in rows)
     if max_seeds is None:
         yield from parsed
@@ -73,108 +68,6 @@ def read_seeds(
         yield item
 
 
-def _rows(source: str | Path, split: str | None = None) -> Iterator[_Row]:
-    path = Path(source)
-    if path.is_dir():
-        return _directory_rows(path, split)
-    if path.exists():
-        return _file_rows(path)
-    text = str(source)
-    if path.suffix.lower() in {".jsonl", ".json", ".parquet"} or not _HUB_ID_RE.match(text):
-        raise InputFileError(path, "no such file")
-    return _hub_rows(text, split)
-
-
-def _file_rows(path: Path) -> Iterator[_Row]:
-    if path.suffix.lower() == ".parquet":
-        return _parquet_rows(path)
-    return _jsonl_rows(path)
-
-
-def _jsonl_rows(path: Path) -> Iterator[_Row]:
-    """Rows of a JSONL file; bad lines are held back until one good line proves it is JSONL.
-
-    Failure modes: InputFileError when the file holds no valid JSON object line at all
-    (a CSV, a binary file, an empty file).
-    """
-    held: list[_Row] = []
-    valid = False
-    for line, obj in iter_jsonl(path, strict=False):
-        if valid:
-            yield line, obj
-        elif isinstance(obj, InputFileError):
-            held.append((line, obj))
-        else:
-            valid = True
-            yield from held
-            yield line, obj
-    if not valid:
-        if held:
-            line, first = held[0]
-            raise InputFileError(path, f"not a JSONL file ({_why(first)})", line)
-        raise InputFileError(path, "empty file, no seed rows")
-
-
-def _parquet_rows(path: Path) -> Iterator[_Row]:
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputFileError(path, f"not a readable Parquet file ({exc})") from None
-    return _numbered(row for batch in parquet.iter_batches() for row in batch.to_pylist())
-
-
-def _directory_rows(path: Path, split: str | None = None) -> Iterator[_Row]:
-    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        import datasets
-
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except Exception as exc:  # datasets raises FileNotFoundError, ValueError, ...
-            raise InputFileError(path, f"cannot load dataset ({exc})") from None
-        return _numbered(_split_rows(loaded, path, split))
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".parquet", ".jsonl"})
-    if not files:
-        raise InputFileError(path, "directory holds no dataset, .parquet or .jsonl files")
-    return _chained(files)
-
-
-def _chained(files: list[Path]) -> Iterator[_Row]:
-    # Row numbers restart per file; the label in a Rejection names the directory.
-    for file in files:
-        yield from _file_rows(file)
-
-
-def _hub_rows(dataset_id: str, split: str | None = None) -> Iterator[_Row]:
-    import datasets
-
-    name, _, config = dataset_id.partition(":")
-    try:
-        loaded = datasets.load_dataset(name, config or None, split=split or "train")
-    except Exception as exc:  # network, auth and unknown-dataset errors all end here
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputFileError(dataset_id, f"cannot load dataset ({message})") from None
-    return _numbered(_split_rows(loaded, Path(dataset_id), split))
-
-
-def _split_rows(loaded: Any, label: Path, split: str | None = None) -> Iterable[dict[str, Any]]:
-    """The rows of a Dataset, or of one split of a DatasetDict: `split` (which must exist),
-    else "train", else the first."""
-    if isinstance(loaded, dict):  # DatasetDict and IterableDatasetDict are dicts of splits
-        splits = list(loaded.keys())
-        if not splits:
-            raise InputFileError(label, "dataset has no splits")
-        if split is not None and split not in splits:
-            raise InputFileError(label, f"dataset has no split {split!r} ({', '.join(splits)})")
-        loaded = loaded[split or ("train" if "train" in splits else splits[0])]
-    return iter(loaded)
-
-
-def _numbered(rows: Iterable[dict[str, Any]]) -> Iterator[_Row]:
-    return ((i, row) for i, row in enumerate(rows, start=1))
-
-
 def _reject(label: str, line: int, reason: str, message: str, record: dict[str, Any]) -> Rejection:
     return Rejection(STAGE, reason, f"{label}:{line}: {message}", record)
 
@@ -184,19 +77,11 @@ def _text(row: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _why(error: InputFileError | dict[str, Any]) -> str:
-    """The message of a line-level InputFileError without its "path:line: " prefix."""
-    text = str(error)
-    if isinstance(error, InputFileError):
-        text = text.removeprefix(f"{error.path}:{error.line}: ")
-    return text
-
-
 def _parse_row(
     label: str, line: int, row: dict[str, Any] | InputFileError, check_annotations: bool = True
 ) -> Seed | Rejection:
     if isinstance(row, InputFileError):
-        return _reject(label, line, "malformed_row", _why(row), {"line": line})
+        return _reject(label, line, "malformed_row", row_message(row), {"line": line})
     record = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool, type(None)))}
     if "question" in row:
         return _gsm8k_seed(label, line, row, record, check_annotations)
