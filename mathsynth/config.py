@@ -332,7 +332,7 @@ class BuildConfig(BaseSettings):
     max_seeds: int | None = Field(None, ge=1)
     out: Path | None = Field(None, description="default: ./data/<name>")
     generators: list[str] = Field(default_factory=lambda: list(registry.BUILTIN))
-    variants: int = Field(128, ge=1, description="InfinityMATH variants per seed")
+    variants: int = Field(32, ge=1, description="InfinityMATH variants per seed")
     mugglemath_variants: int = Field(16, ge=1, description="MuggleMath questions per seed")
     mathscale_samples: int = Field(1024, ge=1, description="MathScale concept walks")
     seed: int = 0

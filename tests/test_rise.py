@@ -418,7 +418,10 @@ def test_fraction_results_are_carried_into_later_steps() -> None:
 def test_default_build_pairs_end_wrong_and_spans_cover_every_change(default_build: Path) -> None:
     pairs = read_table(default_build, "dpo")
     sft = {r["id"]: r for r in read_table(default_build, "sft")}
-    assert len(pairs) > 0.95 * len(sft)
+    # MATH-style rows (LaTeX answers) get no offline pair: rejected as "exact_answer"
+    arithmetic = [r for r in sft.values() if json.loads(r["provenance"])["answer_type"] != "exact"]
+    assert len(arithmetic) > 0.8 * len(sft)
+    assert len(pairs) > 0.95 * len(arithmetic)
     same_answer = [
         p["id"]
         for p in pairs

@@ -121,7 +121,9 @@ class ExecVerifier(RecordStage):
             for p, e in zip(pending, exact, strict=True)
         ]
         checks = [
-            SandboxJob(id=p.id, code=(p.program or "") + _CHECK_FORM, kwargs=dict(p.variables))
+            SandboxJob(
+                id=p.id, code=p.program or "", epilogue=_CHECK_FORM, kwargs=dict(p.variables)
+            )
             for p, e in zip(pending, exact, strict=True)
             if e
         ]

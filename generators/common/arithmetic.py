@@ -10,6 +10,7 @@ all evaluate through `evaluate`.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -70,7 +71,14 @@ def parse_expression(text: str, *, names: bool = False) -> Expr:
     Failure modes: raises ExpressionError for empty text, syntax errors and anything that is
     not a number, + - * /, parentheses or unary minus (calls, powers; names unless allowed).
     """
-    text = text.strip()
+    return _parse(text.strip(), names)
+
+
+# Expr trees are immutable, so one parse serves every caller: RISE evaluates the same step
+# shapes (numbers as placeholders) for every candidate edit, and `ast.parse` runs under the
+# process-wide lock (mathsynth.pysource), where the build's threads would queue.
+@functools.lru_cache(maxsize=1 << 16)
+def _parse(text: str, names: bool) -> Expr:
     if not text:
         raise ExpressionError("empty expression")
     try:

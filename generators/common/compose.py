@@ -384,7 +384,9 @@ class Composer:
                 )
                 continue
             try:
-                programs.append(compose_program(comp))
+                program = compose_program(comp)
+                self.sandbox.trust_assembled(program.code, (comp.a.program, comp.b.program))
+                programs.append(program)
                 a_draws.append([sample_values(comp.a, rng) for _ in range(self.attempts)])
             except (SyntaxError, UnsatisfiableSpecError, ValueError) as exc:
                 programs.append(None)

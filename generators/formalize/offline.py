@@ -101,6 +101,10 @@ class Formalize(RecordStage):
     def statement_for(self, problem: Problem) -> FormalStatement | Rejection:
         """The unchecked statement for one verified problem, or why there is none."""
         assert problem.program is not None
+        if problem.provenance.get("answer_type") == "exact":
+            # MATH-style programs compute with sympy (radicals, pi, polynomials), which the
+            # tracer does not follow; the LLM formalizer states these from the text.
+            return self.reject(problem, "exact_answer", f"a LaTeX answer {problem.answer!r}")
         answer = parse_number_or_none(problem.answer)
         if answer is None:
             return self.reject(problem, "unparseable_answer", f"answer {problem.answer!r}")

@@ -18,7 +18,9 @@ class RiseErrorInjection(RecordStage):
     """Derived stage: for each verified Problem, one rule-based RISE preference pair.
 
     Every input record passes through unchanged. A verified Problem is followed by a
-    PreferencePair, or by a Rejection(stage="rise") when its solution has no arithmetic step
+    PreferencePair, or by a Rejection(stage="rise") when it is a MATH-style problem with a LaTeX
+    answer ("exact_answer": its steps are not `expr = value` arithmetic this stage can edit;
+    with an LLM, self-edits and sampled pairs cover it), when its solution has no arithmetic step
     ("no_equations"), no final "The answer is N." line to get wrong ("no_final_answer"), or no
     edit passed the rules of `rise.inject` ("no_valid_edit"; the detail counts the reasons).
     Every candidate edit dropped on the way is counted in the stage stats as
@@ -41,6 +43,10 @@ class RiseErrorInjection(RecordStage):
 
     def pair_for(self, problem: Problem) -> PreferencePair | Rejection:
         """The preference pair for one verified problem, or why there is none."""
+        if problem.provenance.get("answer_type") == "exact":
+            return self.reject(
+                problem, "exact_answer", "a LaTeX answer: no arithmetic steps to edit offline"
+            )
         solution = remove_calculator_annotations(problem.solution)
         injector = ErrorInjector(problem.question, solution, problem.answer)
         if not injector.has_equations:

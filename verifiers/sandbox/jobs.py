@@ -22,6 +22,10 @@ class SandboxJob:
     `latex`: the result (and every captured local that is a sympy object but not a plain
     number) comes back as the string `sympy.latex` writes for it, rendered in the worker
     where the value lives (sympy objects do not cross the process boundary).
+
+    `epilogue`: the pipeline's own code, run after `code` in the same namespace (the exact-
+    answer check wraps `solution` this way). Whether a job is trusted is decided on `code`
+    alone, so it must never hold text that came from a program, a model or a dataset.
     """
 
     id: str
@@ -30,6 +34,12 @@ class SandboxJob:
     capture_locals: bool = False
     checks: Sequence[str] = ()
     latex: bool = False
+    epilogue: str = ""
+
+    @property
+    def source(self) -> str:
+        """What the worker executes: `code`, then `epilogue`."""
+        return self.code + self.epilogue
 
 
 @dataclass(slots=True)

@@ -56,7 +56,7 @@ FLAVOURS = ("sympy", "plain")
 def flavour_of(job: SandboxJob) -> str:
     """The zygote a job needs: sympy preloaded when its program or checks name it, or when
     its result is rendered as LaTeX (which is sympy's `latex`)."""
-    text = job.code + "".join(job.checks)
+    text = job.source + "".join(job.checks)
     return "sympy" if job.latex or "sympy" in text or "mpmath" in text else "plain"
 
 
@@ -492,7 +492,7 @@ class Sandbox:
         self.workers = workers or os.cpu_count() or 1
         self.timeout_s = timeout_s
         self.recycle_after = recycle_after
-        self.trusted_programs = frozenset(trusted_programs)
+        self.trusted_programs: set[str] = set(trusted_programs)
         self._warn = warn_degraded
         self._config = {
             "limits": {"memory_mb": memory_mb, "file_size_mb": file_size_mb, "open_files": 64},
@@ -567,6 +567,15 @@ class Sandbox:
 
     # running -------------------------------------------------------------------------------
 
+    def trust_assembled(self, code: str, parts: Iterable[str]) -> bool:
+        """Trust `code`, a program the pipeline assembled itself from `parts` (a MuggleMath /
+        MathScale composition: two programs and glue our code wrote), when every part is
+        trusted; returns whether `code` is trusted now. A part that came from a model or a
+        dataset keeps the whole untrusted."""
+        if all(part in self.trusted_programs for part in parts):
+            self.trusted_programs.add(code)  # one set.add: atomic under the GIL
+        return code in self.trusted_programs
+
     def run(self, jobs: Iterable[SandboxJob]) -> list[SandboxResult]:
         """Run the jobs; results come back in the same order. Thread-safe."""
         jobs = list(jobs)
@@ -590,7 +599,7 @@ class Sandbox:
                 wire = [index, 0, kwargs, job.capture_locals, list(job.checks)]
                 if job.latex:
                     wire.append(True)
-                items.append(_Item(call, True, [job.code], [wire], [job.id], flavour_of(job)))
+                items.append(_Item(call, True, [job.source], [wire], [job.id], flavour_of(job)))
         size = max(1, min(_MAX_BATCH, math.ceil(len(trusted) / (self.workers * 4))))
         for start in range(0, len(trusted), size):
             chunk = trusted[start : start + size]
@@ -598,7 +607,7 @@ class Sandbox:
             wires = [
                 [
                     index,
-                    codes.setdefault(job.code, len(codes)),
+                    codes.setdefault(job.source, len(codes)),
                     kwargs,
                     job.capture_locals,
                     list(job.checks),
