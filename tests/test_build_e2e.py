@@ -14,6 +14,7 @@ from dataset_checks import assert_answers_reproduce, read_table
 from mathsynth.config import load_config
 from mathsynth.errors import DatasetConflictError
 from mathsynth.flows.build import run_build
+from mathsynth.generators.common.instantiate import answer_line
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -40,9 +41,20 @@ def test_build_resume_and_reexecution(tmp_path: Path) -> None:
     assert report["near_duplicates"]["dropped"].get("sft", 0) == len(near)
     assert len({r["id"] for r in rows}) == len(rows)
     assert all(r["verification"]["status"] == "verified" for r in rows)
-    assert all(r["verification"]["checker"] == "exec" for r in rows)
+    # exact (LaTeX) answers are also judged by the answer checker
+    assert all(
+        r["verification"]["checker"]
+        == (
+            "exec+answer_check" if json.loads(r["provenance"])["answer_type"] == "exact" else "exec"
+        )
+        for r in rows
+    )
     assert all(r["question"] and "{" not in r["question"] for r in rows)
-    assert all(r["solution"].endswith(f"The answer is {r['answer']}.") for r in rows)
+    assert all(
+        r["solution"].splitlines()[-1]
+        == answer_line(r["answer"], json.loads(r["provenance"])["answer_type"])
+        for r in rows
+    )
     prov = json.loads(rows[0]["provenance"])
     assert prov["config_hash"] == small_config(out).content_hash()
 

@@ -268,7 +268,7 @@ def test_the_loop_deployment_names_the_flow_with_its_parameters() -> None:
     root = Path(__file__).resolve().parents[1]
     deployments = yaml.safe_load((root / "prefect.yaml").read_text())["deployments"]
     (loop,) = [d for d in deployments if d["name"] == "build-train-eval"]
-    flow = load_flow_from_entrypoint(str(root / loop["entrypoint"]))
+    flow = load_flow_from_entrypoint(loop["entrypoint"])
     assert flow.name == "mathsynth-build-train-eval"
     signature = inspect.signature(flow.fn)
     required = {n for n, p in signature.parameters.items() if p.default is p.empty}
