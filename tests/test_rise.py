@@ -110,7 +110,7 @@ def _independent_equations(line: str) -> list[tuple[sympy.Rational, sympy.Ration
 
 
 def _final_answer(text: str) -> Fraction:
-    match = re.search(r"(?:The answer is|####)\s*\$?([\d.,/]+\d|\d)", text.splitlines()[-1])
+    match = re.search(r"(?:The answer is|####)\s*\$?(-?[\d.,/]+\d|-?\d)", text.splitlines()[-1])
     assert match, text
     return Fraction(match.group(1).replace(",", ""))
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -439,6 +439,12 @@ class ErrorInjector:
         value = parse_number(rejected.text)
         if value in (self.final, self.gold):
             raise Dropped("answer_unchanged", f"the rejected solution still answers {value}")
+        # Where the chosen answer is the last step's result, the rejected one must be too: an
+        # answer line that no longer follows from the steps above it is not an error a
+        # model makes while reasoning (a negative result carried by its digits did this).
+        before, after = _last_result(self.parsed.lines[:index]), _last_result(lines[:index])
+        if before == parse_number(chosen.text) and after != value:
+            raise Dropped("inconsistent", f"the answer {value} is not the last step's {after}")
         for i, (old, new) in enumerate(zip(self.parsed.lines, lines, strict=True)):
             if old == new or i in false_steps:
                 continue
@@ -504,3 +510,12 @@ def _units_of(step: str) -> list[str]:
         if unit is not None:
             units.append(unit)
     return units
+
+
+def _last_result(lines: Sequence[str]) -> Fraction | None:
+    """The written result of the last equation in `lines`, or None when there is none."""
+    for line in reversed(lines):
+        equations = find_equations(line)
+        if equations:
+            return parse_number(equations[-1].result.text)
+    return None
