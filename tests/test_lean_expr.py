@@ -11,6 +11,7 @@ import pytest
 from mathsynth.generators.common.compose import Composition, compatible_slots, compose_program
 from mathsynth.generators.formalize.term import (
     UntraceableProgramError,
+    bare_number,
     choose_domain,
     lean_number,
     render,
@@ -629,3 +630,11 @@ def test_pipeline_code_parses_python_only_under_the_lock() -> None:
         if path not in allowed and "ast.parse(" in path.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_whole_values_are_whole_literals_whatever_their_text() -> None:
+    """A given written "5.0" is bound in ℕ, which has no decimal literals: `price = 5`."""
+    assert bare_number(Fraction(5), "5.0") == "5"
+    assert bare_number(Fraction(-3), "-3.00") == "-3"
+    assert bare_number(Fraction(9, 10), "0.90") == "0.90"
+    assert bare_number(Fraction(3, 4)) == "3 / 4"

@@ -190,11 +190,12 @@ def fixes_type(expr: Expr) -> bool:
 
 def bare_number(value: Fraction, text: str | None = None) -> str:
     """A literal without ascription, for a place whose type is already fixed: `80`, `-5`,
-    `0.05` (when `text` spells that decimal), `3 / 4`."""
-    if text is not None and _DECIMAL_TEXT.fullmatch(text) and Fraction(text) == value:
-        return text
+    `0.05` (when `text` spells that decimal), `3 / 4`. A whole value is written whole even
+    when `text` says `5.0`: its binder is ℕ or ℤ, which have no decimal literals."""
     if value.denominator == 1:
         return str(value.numerator)
+    if text is not None and _DECIMAL_TEXT.fullmatch(text) and Fraction(text) == value:
+        return text
     return f"{value.numerator} / {value.denominator}"
 
 
