@@ -21,6 +21,9 @@ ARGS = [
     "48",
     "--generators",
     "infinitymath,rise,formalize",
+    # low enough that these variants have near duplicates, whose twins must match after a crash
+    "--near-dup-threshold",
+    "0.6",
 ]
 
 
