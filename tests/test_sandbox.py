@@ -148,13 +148,20 @@ def test_run_is_thread_safe(sandbox: Sandbox) -> None:
 PID_PROGRAM = "import os\nprint(os.getpid())"
 
 
-def test_every_untrusted_job_gets_a_process_of_its_own() -> None:
+def test_every_untrusted_program_gets_a_process_of_its_own() -> None:
+    """Different programs never share a process, nor do two calls; one program's inputs in
+    one call may (it can only affect its own results)."""
     with Sandbox(workers=1, timeout_s=2.0, recycle_after=3) as sb:
-        pids = []
+        per_call = []
         for _ in range(4):
-            results = sb.run([SandboxJob(id=str(i), code=PID_PROGRAM) for i in range(3)])
-            pids += [r.stdout for r in results]
-    assert len(set(pids)) == 12
+            jobs = [SandboxJob(id=f"same{i}", code=PID_PROGRAM) for i in range(3)]
+            jobs += [SandboxJob(id=f"other{i}", code=PID_PROGRAM + f"\n# {i}") for i in range(3)]
+            results = sb.run(jobs)
+            per_call.append([r.stdout for r in results])
+    for pids in per_call:
+        assert len(set(pids[:3])) == 1  # one program, three inputs: one process
+        assert len(set(pids[3:])) == 3 and pids[0] not in pids[3:]  # four programs, four
+    assert len({p for pids in per_call for p in pids}) == 16
 
 
 def test_trusted_programs_share_workers_recycled_after_n_jobs() -> None:

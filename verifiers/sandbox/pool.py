@@ -1,14 +1,17 @@
 """The parent side: zygotes that fork isolated workers, and one dispatcher thread that
 hands jobs to them, reads their results and enforces a hard wall-clock timeout.
 
-Every untrusted program (anything an LLM wrote or a dataset supplied: every job whose source
-is not registered in `trusted_programs`) runs in a process forked for it alone. The parent
-sends the job to that process's own socket, reads exactly one result line from it, and kills
-the process; so no program shares a process with any other job, and the only verdict a
-program can influence is its own. Programs registered as trusted (the bundled library's,
-written for this project) run in batches on long-lived workers instead, because the default
-build runs ~70,000 of them and a fork per job would cost a millisecond or more each (see
-bench/verifiers.py for the measured ratio).
+Every untrusted program (anything an LLM wrote or a dataset supplied: every job whose source is
+not registered in `trusted_programs`) runs in a process forked for it alone. The parent sends
+the jobs to that process's own socket, reads one result line per job, and kills the process; so
+no program shares a process with another program, and the only verdicts a program can influence
+are its own. The jobs of one `run` call that execute the same source (one program on many
+inputs: InfinityMATH variants of a model-written template) may run one after another in that
+process: whatever a job leaves behind can only reach the same program's later results, which
+that program decides anyway. Programs registered as trusted (the bundled library's, written for
+this project) run in batches on long-lived workers instead, because the default build runs
+~70,000 of them and a fork per job would cost a millisecond or more each (see bench/verifiers.py
+for the measured ratio).
 
 Each zygote (one with sympy imported, one without: see FLAVOURS) keeps `workers` freshly
 forked, fully isolated workers waiting, so a job never waits for a fork. `Sandbox.run` is
@@ -42,6 +45,9 @@ from mathsynth.verifiers.sandbox.jobs import STATUSES, SandboxJob, SandboxResult
 
 _STARTUP_TIMEOUT_S = 120.0
 _MAX_BATCH = 256
+# Jobs of one untrusted program per process: enough to amortise the fork, few enough that
+# the calls of other threads do not wait long behind one program's variants.
+_MAX_ONCE = 32
 _MAX_REPLY = 64 * 1024 * 1024
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 DISABLE_ENV = "MATHSYNTH_SANDBOX_DISABLE"
@@ -213,8 +219,8 @@ class _Call:
 
 @dataclass
 class _Item:
-    """Work for one process: a single untrusted job ("once"), or a batch of trusted ones,
-    for a worker of the zygote `flavour`."""
+    """Work for one process: the jobs of one untrusted program, after which the process is
+    killed ("once"), or a batch of trusted ones, for a worker of the zygote `flavour`."""
 
     call: _Call
     once: bool
@@ -407,7 +413,7 @@ class _Dispatcher:
             busy.item.call.set(expected, _to_result(busy.item.ids[0], reply))
             worker.served += 1
             rest = busy.item.rest()
-            if busy.item.once or rest is None or reply.get("x"):
+            if rest is None or reply.get("x"):
                 self._release(busy, retire=busy.item.once or bool(reply.get("x")))
                 if rest is not None:
                     self._queue.appendleft(rest)
@@ -584,6 +590,8 @@ class Sandbox:
         self.start()
         call = _Call(results=[None] * len(jobs), remaining=len(jobs))
         trusted: list[tuple[int, SandboxJob, Any]] = []
+        # one program's jobs, in wire form, and their ids, by (source, zygote flavour)
+        untrusted: dict[tuple[str, str], tuple[list[list[Any]], list[str]]] = {}
         items: list[_Item] = []
         for index, job in enumerate(jobs):
             try:
@@ -599,7 +607,15 @@ class Sandbox:
                 wire = [index, 0, kwargs, job.capture_locals, list(job.checks)]
                 if job.latex:
                     wire.append(True)
-                items.append(_Item(call, True, [job.source], [wire], [job.id], flavour_of(job)))
+                same = untrusted.setdefault((job.source, flavour_of(job)), ([], []))
+                same[0].append(wire)
+                same[1].append(job.id)
+        for (source, flavour), (wires_of, ids_of) in untrusted.items():
+            for start in range(0, len(wires_of), _MAX_ONCE):
+                stop = start + _MAX_ONCE
+                items.append(
+                    _Item(call, True, [source], wires_of[start:stop], ids_of[start:stop], flavour)
+                )
         size = max(1, min(_MAX_BATCH, math.ceil(len(trusted) / (self.workers * 4))))
         for start in range(0, len(trusted), size):
             chunk = trusted[start : start + size]

@@ -10,14 +10,13 @@ Wire protocol (newline-delimited JSON over the worker's own Unix socket):
   plus "x": 1 when the worker exits right after that job (memory exhausted or a preloaded
   module was tampered with) so the parent reruns the rest of the batch on a fresh worker.
 
-"once" is how every untrusted program runs: the worker was forked for this one job, runs it
-and exits; the parent reads exactly one line from this socket and then kills the process, so
-whatever the program does to its interpreter (frames, gc, builtins, modules, the socket) can
-reach nothing but its own result. Without "once" (only for the bundled library's own
-programs, see pool.py) the worker serves batch after batch: each job gets a fresh globals
-dict and builtins copy, and shared module state is checked after every job (`_Integrity`) as
-a guard against bugs, not against attacks.
-"""
+"once" is how every untrusted program runs: the worker was forked for this one program, runs its
+jobs (one program's inputs) and exits; the parent reads one line per job from this socket and
+then kills the process, so whatever the program does to its interpreter (frames, gc, builtins,
+modules, the socket) can reach nothing but its own results. Without "once" (only for the bundled
+library's own programs, see pool.py) the worker serves batch after batch: each job gets a fresh
+globals dict and builtins copy, and shared module state is checked after every job
+(`_Integrity`) as a guard against bugs, not against attacks."""
 
 from __future__ import annotations
 
@@ -180,11 +179,10 @@ class Worker:
             message = json.loads(line)
             once = bool(message.get("once"))
             codes: list[str] = message["codes"]
-            if not once:
-                if self._integrity is None:
-                    self._base_builtins = dict(vars(builtins))
-                    self._integrity = _Integrity()
-                limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
+            if not once and self._integrity is None:
+                self._base_builtins = dict(vars(builtins))
+                self._integrity = _Integrity()
+            limit_cpu_seconds(self._cpu_per_job * len(message["jobs"]))
             for index, code_no, kwargs, capture, checks, *latex in message["jobs"]:
                 reply, retire = self._run_job(
                     codes[code_no],
@@ -198,8 +196,10 @@ class Worker:
                 if retire:
                     reply["x"] = 1
                 self._send(reply)
-                if retire or once:
+                if retire:
                     return
+            if once:  # one program's jobs: the process ends with them
+                return
 
     def _send(self, reply: dict[str, Any]) -> None:
         try:
