@@ -107,7 +107,10 @@ def test_the_wheel_holds_one_import_package(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"mathsynth"}
     assert "mathsynth/generators/rise/offline.py" in names
-    assert "mathsynth/generators/seeds/library/arithmetic.yaml" in names
+    # Every seed file and pool ships (load_library reads them from the package).
+    library = ROOT / "generators" / "seeds" / "library"
+    for path in [*library.glob("*.yaml"), *library.glob("pools/*.yaml")]:
+        assert f"mathsynth/{path.relative_to(ROOT)}" in names, path
     # Every prompt template and reply schema ships (generators/llm/prompts.py reads them).
     shipped = {n for n in names if "/prompts/" in n}
     for path in (ROOT / "generators").glob("*/prompts/*"):
