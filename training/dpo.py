@@ -13,20 +13,13 @@ from typing import Any
 from mathsynth.train_settings import TrainSettings
 from mathsynth.training.data import DPO_COLUMNS, RISE_COLUMNS, load_table, sample_rows
 from mathsynth.training.models import load_model, lora_config
-from mathsynth.training.runner import TrainResult, start_run, train_and_save
+from mathsynth.training.runner import TrainResult, run_fingerprint, start_run, train_and_save
 from mathsynth.training.trl_args import common_args
 
 
 def fingerprint(data: Path, model: str, settings: TrainSettings) -> dict[str, object]:
-    """What makes two runs the same run (see `training.sft.fingerprint`)."""
-    return {
-        "stage": "dpo",
-        "model": model,
-        "data": str(data.resolve()),
-        "settings": settings.dpo.model_dump(mode="json", exclude={"max_steps", "epochs"}),
-        "lora": settings.lora.model_dump(mode="json"),
-        "seed": settings.seed,
-    }
+    """What makes two DPO runs the same run (`training.runner.run_fingerprint`)."""
+    return run_fingerprint("dpo", data, model, settings.dpo, settings)
 
 
 def run_dpo(

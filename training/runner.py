@@ -24,8 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from mathsynth.errors import OutputDirError
 from mathsynth.storage.output_dir import check_writable
+from mathsynth.train_settings import TrainSettings
 from mathsynth.training.models import LoadedModel
 
 RUN_FILE = "mathsynth_train.json"
@@ -69,6 +72,21 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "first_loss": self.first_loss, "last_loss": self.last_loss}
+
+
+def run_fingerprint(
+    stage: str, data: Path, model: str, stage_settings: BaseModel, settings: TrainSettings
+) -> dict[str, object]:
+    """What makes two runs of `stage` the same run (a rerun with it resumes the checkpoints).
+    The length of the run is not part of it: a rerun with more steps continues the run."""
+    return {
+        "stage": stage,
+        "model": model,
+        "data": str(data.resolve()),
+        "settings": stage_settings.model_dump(mode="json", exclude={"max_steps", "epochs"}),
+        "lora": settings.lora.model_dump(mode="json"),
+        "seed": settings.seed,
+    }
 
 
 def check_output(output: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:

@@ -13,21 +13,13 @@ from typing import Any
 from mathsynth.train_settings import TrainSettings
 from mathsynth.training.data import SFT_COLUMNS, load_table, sample_rows
 from mathsynth.training.models import load_model, lora_config
-from mathsynth.training.runner import TrainResult, start_run, train_and_save
+from mathsynth.training.runner import TrainResult, run_fingerprint, start_run, train_and_save
 from mathsynth.training.trl_args import common_args
 
 
 def fingerprint(data: Path, model: str, settings: TrainSettings) -> dict[str, object]:
-    """What makes two runs the same run (a rerun with it resumes the checkpoints). The
-    length of the run is not part of it: a rerun with more steps continues the run."""
-    return {
-        "stage": "sft",
-        "model": model,
-        "data": str(data.resolve()),
-        "settings": settings.sft.model_dump(mode="json", exclude={"max_steps", "epochs"}),
-        "lora": settings.lora.model_dump(mode="json"),
-        "seed": settings.seed,
-    }
+    """What makes two SFT runs the same run (`training.runner.run_fingerprint`)."""
+    return run_fingerprint("sft", data, model, settings.sft, settings)
 
 
 def run_sft(

@@ -442,7 +442,8 @@ class ErrorInjector:
         # Where the chosen answer is the last step's result, the rejected one must be too: an
         # answer line that no longer follows from the steps above it is not an error a
         # model makes while reasoning (a negative result carried by its digits did this).
-        before, after = _last_result(self.parsed.lines[:index]), _last_result(lines[:index])
+        before = _last_result(self.parsed.equations[:index])
+        after = _last_result(find_equations(line) for line in lines[:index])
         if before == parse_number(chosen.text) and after != value:
             raise Dropped("inconsistent", f"the answer {value} is not the last step's {after}")
         for i, (old, new) in enumerate(zip(self.parsed.lines, lines, strict=True)):
@@ -512,10 +513,10 @@ def _units_of(step: str) -> list[str]:
     return units
 
 
-def _last_result(lines: Sequence[str]) -> Fraction | None:
-    """The written result of the last equation in `lines`, or None when there is none."""
-    for line in reversed(lines):
-        equations = find_equations(line)
+def _last_result(steps: Iterable[Sequence[Equation]]) -> Fraction | None:
+    """The written result of the last equation of `steps` (each a line's equations)."""
+    last = None
+    for equations in steps:
         if equations:
-            return parse_number(equations[-1].result.text)
-    return None
+            last = equations[-1]
+    return parse_number(last.result.text) if last is not None else None
