@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +209,41 @@ def test_codec_roundtrip_and_rejects_malformed_tags() -> None:
         nested = [nested]
     with pytest.raises(UnsafeValueError):
         to_safe(nested)
+
+
+def _thp_mode() -> str:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "absent"
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "absent"
+
+
+@pytest.mark.skipif(_thp_mode() in ("never", "absent"), reason="no transparent huge pages")
+def test_zygote_heap_lands_on_huge_pages() -> None:
+    # In a child interpreter: what the sympy zygote does before forking workers.
+    probe = (
+        "import gc\n"
+        "from mathsynth.verifiers.sandbox import zygote\n"
+        "zygote._preload('sympy'); gc.collect()\n"
+        "collapsed = zygote.collapse_heap()\n"
+        "huge = [int(l.split()[1]) for l in open('/proc/self/smaps_rollup')"
+        " if l.startswith('AnonHugePages:')][0] * 1024\n"
+        "print(collapsed, huge)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    collapsed, huge = map(int, out.split())
+    assert collapsed >= 8 << 20  # sympy's heap is tens of MiB
+    assert huge >= collapsed // 2  # and the kernel really maps it with huge pages
+
+
+def test_collapse_heap_is_only_advice_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mathsynth.verifiers.sandbox import zygote
+
+    def no_proc(*args: object, **kwargs: object) -> object:
+        raise FileNotFoundError("/proc/self/maps")
+
+    monkeypatch.setattr("builtins.open", no_proc)
+    assert zygote.collapse_heap() == 0
