@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -401,11 +402,33 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+class _HangUp:
+    """A port that accepts every connection and closes it at once, counting them: an endpoint
+    that is there but never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.connections = 0
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
 def test_unreachable_endpoint_fails_fast_with_one_line(
     prefect_env: dict[str, str], tmp_path: Path
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    rc, stderr, seconds = cli(
+    rc, stderr, _ = cli(
         prefect_env,
         *("--out", str(tmp_path / "ds"), "--max-seeds", "1", "--generators", "mugglemath"),
         *("--llm-base-url", url, "--llm-model", MODEL),
@@ -413,7 +436,28 @@ def test_unreachable_endpoint_fails_fast_with_one_line(
     assert rc == 2, stderr
     line = error_line(stderr)
     assert "cannot reach the LLM endpoint" in line and url in line and "--llm-base-url" in line
-    assert seconds < 20
+
+
+def test_an_endpoint_that_hangs_up_costs_only_the_preflight_attempts(
+    prefect_env: dict[str, str], tmp_path: Path
+) -> None:
+    # "Fast" without a clock: the build gives up after the preflight's few attempts
+    # (client._PREFLIGHT_RETRIES + 1), not after every request's retry schedule.
+    from mathsynth.generators.llm.client import _PREFLIGHT_RETRIES
+
+    endpoint = _HangUp()
+    try:
+        rc, stderr, _ = cli(
+            prefect_env,
+            *("--out", str(tmp_path / "ds"), "--max-seeds", "3", "--generators", "mugglemath"),
+            *("--llm-base-url", endpoint.url, "--llm-model", MODEL),
+        )
+    finally:
+        endpoint.sock.close()
+    assert rc == 2, stderr
+    assert "cannot reach the LLM endpoint" in error_line(stderr)
+    # aiohttp resends a request once when a fresh connection is dropped: two per attempt
+    assert 1 <= endpoint.connections <= 2 * (_PREFLIGHT_RETRIES + 1)
 
 
 def test_unknown_model_is_named(prefect_env: dict[str, str], tmp_path: Path) -> None:
