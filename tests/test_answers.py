@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -165,8 +164,9 @@ def test_check_many_keeps_order(checker: AnswerChecker) -> None:
 
 
 def test_pathological_inputs_end_within_timeout() -> None:
+    # Without a working timeout the tower never finishes and pytest-timeout fails the test;
+    # no wall-clock bound here, which would depend on the machine's speed.
     with AnswerChecker(timeout_s=0.5, workers=1) as c:
-        start = time.monotonic()
         verdicts = c.check_many(
             [
                 ("2^{2^{2^{2^{2^{2}}}}}", "3"),  # exponent tower: C-level bigint work
@@ -175,11 +175,9 @@ def test_pathological_inputs_end_within_timeout() -> None:
                 ("2", "1+1"),
             ]
         )
-        elapsed = time.monotonic() - start
         assert [v.verdict for v in verdicts] == ["error", "correct", "error", "correct"]
         assert "timed out" in verdicts[0].detail
         assert c.restarts == 2  # killed and respawned after each hang
-    assert elapsed < 15
 
 
 def test_memory_cap_gives_error() -> None:

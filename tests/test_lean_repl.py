@@ -8,7 +8,6 @@ import re
 import shlex
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -72,15 +71,13 @@ def test_empty_header_sends_commands_without_env() -> None:
 def test_hang_times_out_as_failed_and_the_repl_is_restarted() -> None:
     with _backend(timeout_s=0.5) as backend:
         first = backend.check([LeanItem("before", "FAKE_PID")])
-        started = time.monotonic()
+        # FAKE_HANG sleeps an hour: only the timeout ends it (else pytest-timeout fails this)
         hang, after = backend.check([LeanItem("hang", "FAKE_HANG"), LeanItem("after", "FAKE_PID")])
-        elapsed = time.monotonic() - started
         assert backend.starts == 2
     assert hang.status == "failed"
     assert hang.messages == ["error: lean repl timed out after 0.5s"]
     assert after.status == "proved"
     assert _pid_env(first[0].messages[0])[0] != _pid_env(after.messages[0])[0]
-    assert elapsed < 5
 
 
 def test_crash_marks_the_item_unchecked_with_the_reason_and_recovers(
