@@ -102,7 +102,6 @@ class Zygote:
         self.forked = 0
         self.live: dict[int, str] = {}  # pidfd -> private dir to remove once the worker died
         self.pid = os.getpid()
-        self.huge_pages = 0  # bytes of heap on huge pages (collapse_heap)
         # a uid range per zygote so workers of two pools cannot signal each other either
         self.uid_base = 1_000_000 + (os.getpid() % 100_000) * _UIDS_PER_ZYGOTE
 
@@ -453,7 +452,7 @@ def main() -> None:
         zygote = Zygote(config, control)
         before = set(sys.modules)
         _preload(zygote.flavour)
-        zygote.huge_pages = collapse_heap()  # before isolating: the new root has no /proc
+        collapse_heap()  # before isolating: the new root has no /proc
         imported = {m for m in set(sys.modules) - before if "." not in m}
         zygote.isolate(imported)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
