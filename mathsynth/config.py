@@ -15,6 +15,7 @@ import os
 import re
 from contextvars import ContextVar
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -421,6 +422,9 @@ class BuildConfig(BaseSettings):
         )
         # Not the folder's path but what is in it: an edited prompt is another build.
         data["llm"]["prompts"] = _folder_digest(self.llm.prompts_dir)
+        # Likewise the seeds: an edited seed or pool file makes other rows, so a build into
+        # the same folder must not resume as if nothing had changed.
+        data["seeds_content"] = _seeds_digest(self.seeds)
         return data
 
     def content_hash(self) -> str:
@@ -434,6 +438,18 @@ class BuildConfig(BaseSettings):
             data["llm"]["api_key"] = "***"
         data["out"] = str(self.out_dir)
         return data
+
+
+def _seeds_digest(seeds: str | None) -> str | None:
+    """What the seeds say: the bundled library's files (seeds and pools) when `seeds` is None,
+    else the bytes of a local file or folder. None for a Hub id: it is not downloaded just to
+    be hashed, so only the id itself is in the hash."""
+    if seeds is None:
+        return _folder_digest(Path(str(resources.files("mathsynth.generators.seeds") / "library")))
+    path = Path(seeds)
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _folder_digest(path) if path.is_dir() else None
 
 
 def _folder_digest(folder: Path | None) -> str | None:

@@ -6,7 +6,8 @@ the value (`{n|apple}` in a template), so a draw of 1 reads "1 apple", never "1 
 Plurals follow English rules with a table of irregular nouns (person -> people, child ->
 children, foot -> feet, loaf -> loaves), the head of a compound is the word inflected ("slice
 of cake" -> "slices of cake", "kilometer per hour" -> "kilometers per hour"), and a pool entry
-or a unit may give its own plural, which wins. The article before a number follows how the
+or a unit may give its own plural, which wins. A few verbs agree the same way
+(`{n|is}`: "1 glass is left", "3 glasses are left"). The article before a number follows how the
 number is spoken ("an 8", "an 11", "an 18,000", "a 110").
 
 Rules rather than the `inflect` package on the hot path: importing `inflect` costs seconds
@@ -80,6 +81,18 @@ _INVARIANT = frozenset(
         "news",
     ]
 )
+# Verbs a count governs, in the form agreeing with 1 ("1 glass is left", "1 piece goes"):
+# `{x|is}` in a template agrees like a noun does.
+_VERBS = {
+    "is": "are",
+    "was": "were",
+    "has": "have",
+    "does": "do",
+    "goes": "go",
+    "comes": "come",
+    "remains": "remain",
+    "stays": "stay",
+}
 _HEAD_SPLIT = re.compile(r" (?:of|per|in|for|with|on) ")
 
 
@@ -99,6 +112,8 @@ def plural(noun: str) -> str:
 
 def _plural_word(word: str) -> str:
     lower = word.lower()
+    if lower in _VERBS:
+        return _VERBS[lower]
     if lower in _INVARIANT:
         return word
     if lower in _IRREGULAR:

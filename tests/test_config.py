@@ -30,6 +30,33 @@ def test_content_hash_ignores_operational_fields() -> None:
     assert load_config(variants=3).content_hash() != base.content_hash()
 
 
+def test_seed_content_is_part_of_the_config_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edited seed makes other rows: a build into the same folder must see another config
+    (the path or id alone would not change)."""
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text('{"question": "What is 1 + 1?", "answer": "2"}\n')
+    first = load_config(seeds=str(seeds)).content_hash()
+    assert load_config(seeds=str(seeds)).content_hash() == first
+    seeds.write_text('{"question": "What is 1 + 2?", "answer": "3"}\n')
+    assert load_config(seeds=str(seeds)).content_hash() != first
+    # the bundled library: every seed and pool file counts
+    import shutil
+    from importlib import resources
+
+    bundled = load_config().content_hash()
+    copy = tmp_path / "pkg"
+    shutil.copytree(
+        Path(str(resources.files("mathsynth.generators.seeds") / "library")), copy / "library"
+    )
+    monkeypatch.setattr("mathsynth.config.resources.files", lambda package: copy)
+    assert load_config().content_hash() == bundled
+    pool = next((copy / "library" / "pools").glob("*.yaml"))
+    pool.write_text(pool.read_text() + "\n# edited\n")
+    assert load_config().content_hash() != bundled
+
+
 def test_api_key_masked_and_not_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(**{"llm.api_key": "sk-secret-123"})
     assert "sk-secret-123" not in str(cfg.effective())

@@ -1,4 +1,5 @@
 """Whole-build properties of the embedded default build a trainer relies on: no "1 <plural>",
+articles and verbs that agree,
 every composition link of one kind and unit and in range, one answer format per answer type in
 `answer`, the solution and `messages`, plausible answers, no scaffolding sentences, natural
 restatements, real variety. The figures themselves are printed by bench/data_quality.py."""
@@ -17,6 +18,7 @@ import pytest
 from dataset_checks import read_table
 
 from mathsynth.generators.common.instantiate import answer_line
+from mathsynth.generators.common.templates import drop_repeated_sides
 from mathsynth.generators.seeds.library import load_library
 from mathsynth.inflection import one_plural
 from mathsynth.numbers import answer_fits_type, parse_number_or_none
@@ -35,6 +37,29 @@ def rows(default_build: Path) -> list[dict[str, Any]]:
 def test_no_one_plural_anywhere(rows: list[dict[str, Any]]) -> None:
     found = [(r["id"], p) for r in rows for p in one_plural(f"{r['question']}\n{r['solution']}")]
     assert len(rows) >= 10_000
+    assert found == []
+
+
+# "of the the money ...": a composed phrase after a template's own article; "1 glass are left"
+_DOUBLED = re.compile(r"\b(?:the|a|an) (?:the|a|an)\b", re.IGNORECASE)
+_ONE_ARE = re.compile(r"(?<![\d.,/$])\b1 [a-z]+ (?:are|were|have|remain|go)\b")
+
+
+def test_articles_verbs_and_steps_read_right_everywhere(rows: list[dict[str, Any]]) -> None:
+    """No "a 8-liter jug", no doubled determiner, no "1 glass are left", no step that says
+    "$\\frac{1}{12} = \\frac{1}{12}$", in any row of any method (the seed lint's random draws
+    may miss the one value that breaks a template)."""
+    from mathsynth.generators.seeds.lint import wrong_articles
+
+    found = []
+    for r in rows:
+        text = f"{r['question']}\n{r['solution']}"
+        found += [(r["id"], p) for p in wrong_articles(text)]
+        found += [(r["id"], m.group(0)) for m in _DOUBLED.finditer(text)]
+        found += [(r["id"], m.group(0)) for m in _ONE_ARE.finditer(text)]
+        # LaTeX rows: no "$\\sqrt{58} = \\sqrt{58}$" step
+        if r["prov"]["answer_type"] == "exact" and drop_repeated_sides(text) != text:
+            found.append((r["id"], "a step repeats a side of its equation"))
     assert found == []
 
 

@@ -45,6 +45,24 @@ def test_nouns_agree_with_the_value() -> None:
     assert agree("cup", Fraction(3, 4)) == "cup" and agree("cup", Fraction(13, 6)) == "cups"
     assert agree("hour", 2.5) == "hours" and agree("hour", 1.0) == "hour"
     assert agree("slice of cake", 4) == "slices of cake"
+    # the verbs a count governs: "1 glass is left", "3 glasses are left"
+    assert [agree(v, 1) for v in ("is", "was", "has", "goes", "remains")] == [
+        "is",
+        "was",
+        "has",
+        "goes",
+        "remains",
+    ]
+    assert [agree(v, 3) for v in ("is", "was", "has", "goes", "remains")] == [
+        "are",
+        "were",
+        "have",
+        "go",
+        "remain",
+    ]
+    juice = next(s for s in load_library() if s.id == "fractions-juice-glasses")
+    for left, said in ((1, "1 glass is left"), (3, "3 glasses are left")):
+        assert fill("{left:n} {left|is} left", {"left": left}, kinds=juice.quantity) == said
 
 
 def test_articles_follow_how_the_number_is_said() -> None:
@@ -147,6 +165,20 @@ def test_fields_render_kinds_nouns_and_pronouns() -> None:
         fill("{missing} apples", {})
 
 
+def test_a_step_never_repeats_a_side_of_its_equation() -> None:
+    from mathsynth.generators.common.templates import drop_repeated_sides
+
+    assert (
+        drop_repeated_sides(r"So $d = \frac{1}{12} = \frac{1}{12}$.") == r"So $d = \frac{1}{12}$."
+    )
+    assert drop_repeated_sides(r"$K = \frac{\sqrt{15} }{4} = \frac{\sqrt{15}}{4}$") == (
+        r"$K = \frac{\sqrt{15} }{4}$"
+    )
+    # a step that simplifies is kept whole; `=` inside braces is not a side
+    kept = r"$d = \frac{4}{6} = \frac{2}{3}$ and $a = \frac{x=1}{2} = b$"
+    assert drop_repeated_sides(kept) == kept
+
+
 def test_chess_club_of_480_is_rejected_as_implausible(sandbox: Sandbox) -> None:
     club = next(s for s in load_library() if s.id == "ratios-club-members")
     values = {"b": 2, "g": 7, "boys": 48}  # 48 boys, 168 girls: a 216-member school club
@@ -197,6 +229,53 @@ def test_static_rules_name_every_problem() -> None:
         "questions[1] repeats a sentence of questions[0]",
     ):
         assert expected in problems, (expected, problems)
+
+
+LINKED_SEED = """
+- id: linked-seed
+  topics: [arithmetic]
+  knowledge_points: [addition]
+  difficulty: 1
+  pools: {who: people}
+  questions:
+    - "Of the {n:n} in the shed, {who} sells {k}. How many are left?"
+    - "{who} counts the barn's {n:n} and sells {k}. How many are left?"
+    - "{who} has all {n:n} and sells {k}. How many are left?"
+    - "{who} fills a {k}-liter jug from {n:n}. How many are left?"
+    - "{who} fills {k|a} {k}-liter can from {n:n}. What remains?"
+    - "{who} sells {k:n} ripe apples from {n:n}. What is still unsold?"
+  solution: |-
+    {who} has {n} - {k} = {left:n} left.
+  program: |
+    def solution(n, k):
+        left = n - k
+        return left
+  variables:
+    n: {kind: count, noun: apple, min: 10, max: 19, default: 15, link: true}
+    k: {kind: count, noun: apple, min: 1, max: 9, default: 2}
+  quantities:
+    left: {kind: count, noun: apple}
+  answer: {value: "13", type: int, kind: count, noun: apple, range: [1, 18]}
+"""
+
+
+def test_linkable_slots_articles_and_nouns_read_right() -> None:
+    """A linked phrase ("the apples Maya picks") brings its own determiner, so "Of the {n:n}"
+    would read "Of the the apples ..."; a fixed "a" before a number reads "a 8-liter jug"; a
+    noun after `{x:n}` says it twice."""
+    (spec,) = parse_library_file("linked.yaml", LINKED_SEED, bundled_pools(), strict=False)
+    problems = static_problems(spec, bundled_pools())
+    determiner = [p for p in problems if "follows a determiner or a possessive" in p]
+    assert [p.split(":")[0] for p in determiner] == ["questions[0]", "questions[1]"]
+    # "{k:n} ripe apples" reads "2 apples ripe apples"
+    assert [p for p in problems if "say it again" in p] == [
+        "questions[5]: {k:n} already says its noun, and the next words say it again"
+    ]
+    fixed = [p for p in problems if "a fixed a/an before" in p]
+    assert fixed == [
+        "questions[3]: a fixed a/an before {k}: write {k|a} so it agrees with the number"
+        " (an 8, a 9)"
+    ]
 
 
 def test_loader_refuses_a_broken_seed() -> None:

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from mathsynth.generators.common.pools import PoolItem, draw_roles
-from mathsynth.generators.common.templates import fill
+from mathsynth.generators.common.templates import drop_repeated_sides, fill
 from mathsynth.numbers import format_answer, is_whole, parse_number_or_none
 from mathsynth.quantities import within_bounds
 from mathsynth.records import content_id
@@ -121,6 +121,11 @@ def text_rng(spec: SeedSpec, values: Mapping[str, Any], salt: object = "") -> ra
     return random.Random(content_id("text", spec.id, encode_variables(dict(values)), salt))
 
 
+def _says_money(spec: SeedSpec) -> bool:
+    kinds = [v.kind for v in spec.variables.values()] + [q.kind for q in spec.quantities.values()]
+    return spec.answer_type == "money" or "money" in kinds
+
+
 def render_variant(
     spec: SeedSpec,
     values: dict[str, Any],
@@ -167,6 +172,8 @@ def render_variant(
         )
         steps = fill(spec.solution, scope, kinds=spec.quantity, roles=drawn, escapes=escapes)
         steps = steps.strip()
+        if not _says_money(spec):  # there `$` opens math, not a price
+            steps = drop_repeated_sides(steps)
     except (KeyError, IndexError, ValueError) as exc:
         return "template_slot_missing", f"template slot {exc} has no value"
     solution = f"{steps}\n{answer_line(answer, spec.answer_type)}"

@@ -106,6 +106,40 @@ def fill(
     return text.replace("{{", "{").replace("}}", "}") if escapes else text
 
 
+_MATH = re.compile(r"\$([^$]+)\$")
+
+
+def drop_repeated_sides(text: str) -> str:
+    """In each `$...$` span, drop a side of an equation chain that repeats the side before it.
+
+    Why: a step written as "unsimplified = simplified" (`$d = \\frac{{diff}}{{gap}} =
+    {d:latex}$`) reads "$d = \\frac{1}{12} = \\frac{1}{12}$" on the draws where the value is
+    already in lowest terms. Sides are compared without whitespace; only `=` outside braces
+    splits (`\\frac{a}{b}` is one side). Meant for LaTeX text only: in plain text `$` is money.
+    """
+
+    def collapse(m: re.Match[str]) -> str:
+        sides, depth, start = [], 0, 0
+        body = m.group(1)
+        for i, ch in enumerate(body):
+            depth += ch == "{"
+            depth -= ch == "}"
+            if ch == "=" and depth == 0:
+                sides.append(body[start:i])
+                start = i + 1
+        sides.append(body[start:])
+        kept = [sides[0]]
+        for side in sides[1:]:
+            if "".join(side.split()) != "".join(kept[-1].split()):
+                kept.append(side)
+        if len(kept) == len(sides):
+            return m.group(0)
+        joined = "=".join(kept)
+        return "$" + (joined if body[-1:].isspace() else joined.rstrip()) + "$"
+
+    return _MATH.sub(collapse, text)
+
+
 def _render(
     f: Field,
     values: Mapping[str, Any],

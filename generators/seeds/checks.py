@@ -14,11 +14,21 @@ from fractions import Fraction
 
 from mathsynth.generators.common.pools import Pool, check_roles
 from mathsynth.generators.common.templates import fields_of, latex_context
+from mathsynth.inflection import plural
 from mathsynth.quantities import ANSWER_TYPES, ANY_ANSWER_TYPE, LINKABLE_KINDS, within_bounds
-from mathsynth.seeds import SeedSpec
+from mathsynth.seeds import QuantityFields, SeedSpec
 
 MIN_PHRASINGS = 3
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# what may not stand right before a linkable slot: an article, a demonstrative or a
+# possessive ("of the town's {voters:n}"); "all" may ("all the students Maya counts")
+_DETERMINED = re.compile(
+    r"(?:\b(?:the|a|an|this|that|these|those|its|his|her|their|our|my|your|whose|every|each)"
+    r"|'s|\}'s?)\s+$",
+    re.IGNORECASE,
+)
+# a/an, capitalised only opening a sentence ("the letter A {a}" is a name, not an article)
+_FIXED_ARTICLE = re.compile(r"(?:\ban?|(?:^|[.!?]\s)An?)\s+$")
 
 
 def sentences(text: str) -> list[str]:
@@ -96,6 +106,13 @@ def static_problems(spec: SeedSpec, pools: Mapping[str, Pool]) -> list[str]:
                 ):
                     # "{x:n} of flour" or "{x:n} long": another problem's phrase cannot stand there
                     add(f"{where}: linkable {{{name}:n}} is qualified by what follows it")
+                elif _DETERMINED.search(question[: forms[0].start]):
+                    # "of the {x:n}": a linked phrase brings its own determiner ("the money
+                    # Maya earns"), so the composed text would read "of the the money ..."
+                    add(
+                        f"{where}: linkable {{{name}:n}} follows a determiner or a possessive;"
+                        " another problem's phrase brings its own"
+                    )
     problems.extend(_field_problems(spec, spec.solution, "solution", roles, in_question=False))
     if result is not None and result.phrase is not None:
         for f in fields_of(result.phrase):
@@ -130,6 +147,15 @@ def _opening_phrasings(spec: SeedSpec) -> list[int]:
     return out
 
 
+def _noun_repeated(quantity: QuantityFields, after: str) -> bool:
+    """Whether the two words after a `{x:n}` field repeat the noun or unit it renders."""
+    noun = quantity.noun or quantity.unit
+    if not noun or noun.startswith("{"):  # a pool role's noun: known only when drawn
+        return False
+    said = {noun.split()[-1], (quantity.plural or plural(noun)).split()[-1]}
+    return any(word.strip(".,;:?!") in said for word in after.split()[:2])
+
+
 def _field_problems(
     spec: SeedSpec, template: str, where: str, roles: Mapping[str, Pool], *, in_question: bool
 ) -> list[str]:
@@ -156,7 +182,19 @@ def _field_problems(
                 problems.append(f"{where}: {label}: a question may use only variables and roles")
             # solution names may be solution() locals: the lint checks them by running it
             continue
+        if _FIXED_ARTICLE.search(template[: f.start]):
+            # "a {jug}-liter jug" reads "a 8-liter jug" on some draw; the random draws of the
+            # lint may never hit one
+            problems.append(
+                f"{where}: a fixed a/an before {label}: write {{{f.name}|a}} so it agrees with"
+                " the number (an 8, a 9)"
+            )
         quantity = spec.quantity(f.name)
+        if f.spec == "n" and quantity is not None and _noun_repeated(quantity, template[f.end :]):
+            # "{coolers:n} full coolers" reads "5 coolers full coolers"
+            problems.append(
+                f"{where}: {label} already says its noun, and the next words say it again"
+            )
         if f.spec == "n" and (quantity is None or quantity.kind is None):
             problems.append(f"{where}: {label}: {{x:n}} needs the kind of {f.name} declared")
         if f.word is not None and f.word not in ("a", "A"):
