@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from contextvars import ContextVar
 from functools import lru_cache
 from importlib import resources
@@ -448,8 +449,32 @@ def _seeds_digest(seeds: str | None) -> str | None:
         return _folder_digest(Path(str(resources.files("mathsynth.generators.seeds") / "library")))
     path = Path(seeds)
     if path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return _file_digest(path).hex()[:16]
     return _folder_digest(path) if path.is_dir() else None
+
+
+_DIGESTS: dict[tuple[str, int, int, int], bytes] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    """sha256 of a file's bytes. A build asks for its config hash many times (each batch, each
+    Dask task) and a seeds folder may hold gigabytes, so a digest is kept while the file's
+    size, inode and modification time stay the same. Not for a file modified in the last
+    second: coarse timestamps could let it change again unseen (git's "racily clean" rule)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+        digest = sha.digest()
+        if time.time_ns() - stat.st_mtime_ns > 1_000_000_000:
+            if len(_DIGESTS) >= 4096:
+                _DIGESTS.clear()
+            _DIGESTS[key] = digest
+    return digest
 
 
 def _folder_digest(folder: Path | None) -> str | None:
@@ -460,7 +485,7 @@ def _folder_digest(folder: Path | None) -> str | None:
     if folder.is_dir():
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             digest.update(str(path.relative_to(folder)).encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(_file_digest(path))
     return digest.hexdigest()[:16]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,15 @@ def test_seed_content_is_part_of_the_config_hash(
     first = load_config(seeds=str(seeds)).content_hash()
     assert load_config(seeds=str(seeds)).content_hash() == first
     seeds.write_text('{"question": "What is 1 + 2?", "answer": "3"}\n')
-    assert load_config(seeds=str(seeds)).content_hash() != first
+    second = load_config(seeds=str(seeds)).content_hash()
+    assert second != first
+    # a file's digest is kept while it is unchanged; an edit that keeps the size but moves the
+    # modification time is read again
+    os.utime(seeds, ns=(10**18, 10**18))
+    assert load_config(seeds=str(seeds)).content_hash() == second
+    seeds.write_text('{"question": "What is 1 + 1?", "answer": "2"}\n')
+    os.utime(seeds, ns=(10**18 + 10**9, 10**18 + 10**9))
+    assert load_config(seeds=str(seeds)).content_hash() == first
     # the bundled library: every seed and pool file counts
     import shutil
     from importlib import resources
