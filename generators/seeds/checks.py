@@ -21,10 +21,11 @@ from mathsynth.seeds import QuantityFields, SeedSpec
 MIN_PHRASINGS = 3
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # what may not stand right before a linkable slot: an article, a demonstrative or a
-# possessive ("of the town's {voters:n}"); "all" may ("all the students Maya counts")
+# possessive ("of the town's {voters:n}", "{item.plural}' {x:n}"); "all" may ("all the
+# students Maya counts")
 _DETERMINED = re.compile(
     r"(?:\b(?:the|a|an|this|that|these|those|its|his|her|their|our|my|your|whose|every|each)"
-    r"|'s|\}'s?)\s+$",
+    r"|'s|\}')\s+$",
     re.IGNORECASE,
 )
 # a/an, capitalised only opening a sentence ("the letter A {a}" is a name, not an article)
